@@ -1,0 +1,165 @@
+#!/usr/bin/env python
+"""Adaptation VNC III -> Lucchi: adapt on Lucchi train (clicks simulated), score on Lucchi test.
+
+Every row runs in a fresh process with the same wall-clock budget on this machine: source only,
+source + AdaBN, UDA (0 clicks), WDA with 15% clicks (authors' protocol), WDA with 50 clicks on 5
+slices, the naive click baseline, and the ablations (one component off at a time).
+
+    .venv/bin/python benchmarks/bench_adaptation.py --minutes 8 [--rows wda15,uda,...] [--seeds 0,1,2]
+    .venv/bin/python benchmarks/bench_adaptation.py --quick      # 2-minute budget, 20 test slices
+
+Results are appended to benchmarks/cache/adaptation_results.jsonl as they come (a stopped run loses
+nothing) and the table in docs/benchmarks.md is rebuilt from that file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED, markdown_table, peak_rss_mb, run_child, update_section  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "cache" / "adaptation_results.jsonl"
+
+# name -> (clicks, settings overrides, description)
+ROWS = {
+    "source": (None, None, "source only (shipped VNC III model)"),
+    "adabn": ("none", {"adabn_only": True}, "source + AdaBN (BatchNorm statistics of the target, no training)"),
+    "uda": ("none", {}, "UDA: full method, 0 clicks"),
+    "wda15": ("15%", {}, "WDA: full method, 15% clicks"),
+    "wda50": ("50", {}, "WDA: full method, 50 clicks on 5 slices"),
+    "naive": ("15%", {"pseudo": "naive", "cross_teaching": False, "contrastive": False, "stage1_rounds": 0,
+                      "stage2_rounds": 3}, "naive: click disks = mito, p < 0.05 = background, 15% clicks"),
+    "no_con": ("15%", {"contrastive": False}, "ablation: no contrastive loss, 15%"),
+    "no_ct": ("15%", {"cross_teaching": False}, "ablation: no cross-teaching (detection targets = clicks), 15%"),
+    "pixel": ("15%", {"pseudo": "pixel"}, "ablation: pixel-confidence pseudo-labels instead of IPL, 15%"),
+    "no_det": ("15%", {"detection": False}, "ablation: no target detection (IPL = clicked components only), 15%"),
+    "no_adabn": ("15%", {"adabn": False}, "ablation: no AdaBN at the start, 15%"),
+}
+
+
+def child(row: str, minutes: float, seed: int, test_slices: int, threads: int) -> dict:
+    import tifffile
+    import torch
+
+    from napari_mito_wda.core.adapt import AdaptSettings, adabn, adapt
+    from napari_mito_wda.core.checkpoint import load_checkpoint
+    from napari_mito_wda.core.device import pick_device
+    from napari_mito_wda.core.inference import to_working
+    from napari_mito_wda.core.io import normalize_slice
+    from napari_mito_wda.core.metrics import evaluate_volume
+    from napari_mito_wda.core.points import simulate_clicks
+    from napari_mito_wda.core.segment import segment_volume
+
+    torch.set_num_threads(threads)
+    dev = pick_device()
+    clicks_kind, over, _ = ROWS[row]
+    train = tifffile.imread(SHARED / "lucchi" / "train_image.tif")
+    train_lab = tifffile.imread(SHARED / "lucchi" / "train_labels.tif")
+    test = tifffile.imread(SHARED / "lucchi" / "test_image.tif")[:test_slices]
+    test_lab = tifffile.imread(SHARED / "lucchi" / "test_labels.tif")[:test_slices]
+    loaded = load_checkpoint(None, device=dev.device)
+    clicks = None
+    if clicks_kind == "15%":
+        clicks = simulate_clicks(train_lab, 0.15, seed=seed)
+    elif clicks_kind == "50":
+        zs = list(range(5, train.shape[0], train.shape[0] // 5))[:5]
+        clicks = simulate_clicks(train_lab, seed=seed, slices=zs, max_total=50)
+    t0 = time.perf_counter()
+    steps = 0
+    if clicks_kind is None:
+        pass
+    elif over.get("adabn_only"):
+        f = loaded.model.config.downsample
+        adabn(loaded.model, [to_working(normalize_slice(s), f) for s in train], dev, 256, seed=seed)
+    else:
+        settings = AdaptSettings(minutes=minutes, seed=seed, click_fraction=0.15 if clicks_kind == "15%" else None,
+                                 **over)
+        for rep in adapt(train, clicks, loaded, settings, dev=dev):
+            steps = rep.step
+    adapt_s = time.perf_counter() - t0
+    seg = segment_volume(test, loaded, dev)
+    m = evaluate_volume(seg.labels, test_lab, per_slice=False)
+    return m | {"row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
+                "n_clicks": 0 if clicks is None else len(clicks), "test_slices": test_slices,
+                "peak_rss_mb": peak_rss_mb(), "device": dev.describe()}
+
+
+def render(results: list[dict]) -> str:
+    import numpy as np
+
+    from napari_mito_wda.core.provenance import provenance
+
+    rows = []
+    for name, (_, _, desc) in ROWS.items():
+        rs = [r for r in results if r["row"] == name]
+        if not rs:
+            continue
+        def cell(k):
+            v = np.array([r[k] for r in rs], float)
+            return f"{v.mean():.3f}" + (f" ± {v.std():.3f}" if len(v) > 1 else "")
+        rows.append([desc, cell("dice"), cell("iou"), cell("dice_mean"), cell("aji"), cell("pq"),
+                     f"{np.mean([r['adapt_s'] for r in rs]) / 60:.1f}", int(np.mean([r["steps"] for r in rs])),
+                     rs[0]["n_clicks"], len(rs)])
+    prov = provenance()
+    r0 = results[0]
+    table = markdown_table(["run (Lucchi test)", "Dice", "IoU", "Dice (slice mean)", "AJI", "PQ", "adapt min",
+                            "iterations", "clicks", "seeds"], rows)
+    return f"""## Adaptation VNC III -> Lucchi (adapt on train, score on test)
+
+Budget {r0['minutes']} min of adaptation per row on {r0['device']}; scored on the first {r0['test_slices']}
+Lucchi test slices (pooled Dice/IoU; AJI/PQ per slice on 2D components). Clicks simulated at the innermost
+pixel of 15% of the 2D objects of every train slice (fixed seed), or 50 clicks on 5 slices. ± is the standard
+deviation over seeds. Rows with one seed are single measurements.
+
+{table}
+
+Measured {prov['date']} at commit {prov['commit']} on {prov['machine']}. Reproduce:
+`.venv/bin/python benchmarks/bench_adaptation.py --minutes {r0['minutes']} --test-slices {r0['test_slices']}`
+(raw results: `benchmarks/cache/adaptation_results.jsonl`).
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--row", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--rows", default="source,adabn,uda,wda15,wda50,naive,no_con,no_ct,pixel,no_det")
+    ap.add_argument("--minutes", type=float, default=8.0)
+    ap.add_argument("--seeds", default="0")
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--test-slices", type=int, default=80)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--quick", action="store_true", help="2-minute budget, 20 test slices")
+    a = ap.parse_args()
+    if a.quick:
+        a.minutes, a.test_slices = 2.0, 20
+    if a.child:
+        print(json.dumps(child(a.row, a.minutes, a.seed, a.test_slices, a.threads)))
+        return
+    if not (SHARED / "lucchi" / "train_image.tif").exists():
+        sys.exit(f"needs the Lucchi data in {SHARED / 'lucchi'}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    for row in a.rows.split(","):
+        if row not in ROWS:
+            sys.exit(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
+        for seed in (int(s) for s in a.seeds.split(",")):
+            r = run_child(Path(__file__), ["--row", row, "--minutes", str(a.minutes), "--seed", str(seed),
+                                           "--test-slices", str(a.test_slices), "--threads", str(a.threads)])
+            with open(RESULTS, "a") as fh:
+                fh.write(json.dumps(r) + "\n")
+            print(f"{row} seed {seed}: Dice {r['dice']:.3f} AJI {r['aji']:.3f} PQ {r['pq']:.3f} "
+                  f"({r['adapt_s'] / 60:.1f} min, {r['steps']} steps)", flush=True)
+    results = [json.loads(line) for line in open(RESULTS)]
+    same = [r for r in results if r["minutes"] == a.minutes and r["test_slices"] == a.test_slices]
+    body = render(same)
+    update_section("adaptation", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+#!/usr/bin/env python
+"""Train a model on a labelled EM stack. By default: re-create the shipped source model from VNC III.
+
+    .venv/bin/python scripts/make_source_model.py --minutes 40 --threads 1
+
+writes src/napari_mito_wda/data/source_vnc3.pt and its model card source_vnc3.json. The supervised
+upper bound of the benchmark uses the same script on Lucchi train (see benchmarks/README.md).
+"""
+
+import argparse
+from pathlib import Path
+
+from napari_mito_wda.core.pretrain import pretrain
+from napari_mito_wda.core.training import FitSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+VNC3 = ROOT.parent / "shared" / "data" / "vnc3"
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", default=str(VNC3 / "image.tif"))
+    ap.add_argument("--labels", default=str(VNC3 / "labels.tif"))
+    ap.add_argument("--voxel-size", default="50,4.6,4.6", help="z,y,x in nm, recorded in the model card")
+    ap.add_argument("--out", default=str(ROOT / "src" / "napari_mito_wda" / "data" / "source_vnc3.pt"))
+    ap.add_argument("--minutes", type=float, default=40.0)
+    ap.add_argument("--holdout", type=int, default=3, help="last slices kept out of training for selection")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args()
+    pretrain(
+        a.image, a.labels, a.out, settings=FitSettings(minutes=a.minutes, seed=a.seed), holdout=a.holdout,
+        threads=a.threads, overwrite=True, voxel_size=tuple(float(v) for v in a.voxel_size.split(",")),
+    )

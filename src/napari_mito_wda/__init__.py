@@ -1,0 +1,2 @@
+"""napari-mito-wda."""
+__version__ = "0.1.0"

@@ -1,0 +1,269 @@
+"""`mito-wda`: the command line over the same engine as the napari plugin.
+
+    mito-wda demo                                   # the shipped model on the shipped real sample
+    mito-wda predict IMAGE.tif -o INSTANCES.tif     # instances of your own volume
+    mito-wda evaluate PRED.tif GT.tif [--json M.json]
+    mito-wda pretrain --image IMG.tif --labels LAB.tif -o MODEL.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+import time
+from pathlib import Path
+
+
+class Progress:
+    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+
+    def __init__(self, label: str):
+        self.label, self.t0, self.tty = label, time.perf_counter(), sys.stderr.isatty()
+        self._last = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        el = time.perf_counter() - self.t0
+        eta = el / done * (total - done) if done else 0
+        msg = f"{self.label}: {done}/{total} ({100 * done / total:3.0f}%), {el:.0f} s, ~{eta:.0f} s left"
+        if self.tty:
+            bar = "#" * int(30 * done / total)
+            sys.stderr.write(f"\r{msg} [{bar:<30}]" + ("\n" if done == total else ""))
+        elif int(10 * done / total) != self._last or done == total:
+            sys.stderr.write(msg + "\n")
+            self._last = int(10 * done / total)
+        sys.stderr.flush()
+
+
+def _model_and_device(args):
+    from .core.checkpoint import load_model
+    from .core.device import pick_device
+
+    dev = pick_device(args.device)
+    loaded = load_model(args.model, device=dev.device)
+    return loaded, dev
+
+
+def cmd_predict(args) -> int:
+    from .core.checkpoint import file_sha256
+    from .core.io import read_volume, write_labels_tiff
+    from .core.provenance import provenance
+    from .core.segment import segment_volume
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    vol = read_volume(args.image)
+    loaded, dev = _model_and_device(args)
+    print(f"{vol.path}: {vol.data.shape} {vol.data.dtype}; model {loaded.path}; {dev.describe()}", file=sys.stderr)
+    seg = segment_volume(
+        vol.data, loaded, dev, progress=Progress("predict"), flips=args.flips, link_3d=args.link_3d,
+        threshold=args.threshold, min_size=args.min_size,
+    )
+    meta = provenance() | {
+        "source_image": str(vol.path), "model": loaded.path, "model_sha256": file_sha256(loaded.path),
+        "flips": args.flips, "link_3d": args.link_3d, "threshold": args.threshold, "min_size": args.min_size,
+    }
+    write_labels_tiff(out, seg.labels, vol.voxel_size, overwrite=args.overwrite, metadata=meta)
+    print(f"wrote {out}: {seg.labels.shape} {seg.labels.dtype}, {int(seg.labels.max())} instances")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .core.io import InputError, read_volume, write_json
+    from .core.metrics import evaluate_volume, format_table
+
+    pred, gt = read_volume(args.prediction).data, read_volume(args.ground_truth).data
+    if pred.shape != gt.shape:
+        raise InputError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape.")
+    m = evaluate_volume(pred, gt, per_slice=bool(args.json))
+    print(format_table(m))
+    if args.json:
+        write_json(args.json, m | {"prediction": args.prediction, "ground_truth": args.ground_truth},
+                   overwrite=args.overwrite)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    import os
+
+    from .core.pretrain import pretrain
+    from .core.training import FitSettings
+
+    if args.device:
+        os.environ["MITO_WDA_DEVICE"] = args.device
+    settings = FitSettings(minutes=args.minutes, seed=args.seed, batch=args.batch)
+    voxel = tuple(float(v) for v in args.voxel_size.split(",")) if args.voxel_size else None
+    pretrain(args.image, args.labels, args.output, settings=settings, holdout=args.holdout,
+             threads=args.threads, overwrite=args.overwrite, voxel_size=voxel)
+    return 0
+
+
+def cmd_adapt(args) -> int:
+    import signal
+
+    from .core.adapt import AdaptSettings, adapt, save_adapted
+    from .core.io import read_volume
+    from .core.points import read_points
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    vol = read_volume(args.image)
+    clicks = read_points(args.points) if args.points else None
+    loaded, dev = _model_and_device(argparse.Namespace(model=args.resume or args.model, device=args.device))
+    over = {"minutes": args.minutes, "seed": args.seed}
+    if args.max_iters:
+        over["max_iters"] = args.max_iters
+    for flag in ("contrastive", "cross_teaching", "detection", "adabn"):
+        if getattr(args, f"no_{flag}"):
+            over[flag] = False
+    if args.resume:
+        over["adabn"] = False  # the checkpoint already carries target statistics
+    if args.pixel_pseudo_labels:
+        over["pseudo"] = "pixel"
+    settings = AdaptSettings.preset(args.preset, **over)
+    print(f"{vol.path}: {vol.data.shape}; {0 if clicks is None else len(clicks)} clicks; start {loaded.path}; "
+          f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
+    stop = {"n": 0}
+
+    def on_sigint(signum, frame):  # first Ctrl-C: finish the current step and keep the best model
+        stop["n"] += 1
+        if stop["n"] > 1:
+            raise KeyboardInterrupt
+        print("\nstopping: saving the best model so far (Ctrl-C again to abort)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    last = None
+    try:
+        for rep in adapt(vol.data, clicks, loaded, settings, dev=dev, stop=lambda: stop["n"] > 0):
+            last = rep
+            if rep.stage in ("prepare", "label", "done"):
+                extra = f" score {rep.score:.3f}" if rep.score is not None else ""
+                print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] {rep.stage}: {rep.message}{extra}",
+                      file=sys.stderr)
+            elif rep.step % (settings.report_every * 10) == 0:
+                losses = " ".join(f"{k} {v:.4f}" for k, v in rep.losses.items())
+                print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] round {rep.round}/{rep.n_rounds} "
+                      f"step {rep.step}: {losses} ({rep.it_per_s:.2f} it/s, ~{rep.eta_s / 60:.1f} min left)",
+                      file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=args.overwrite)
+    print(f"wrote {out} (best label-free score {last.best_score:.3f}); segment with: "
+          f"mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .core.figures import save_comparison
+    from .core.io import write_json, write_labels_tiff
+    from .core.metrics import evaluate_volume, format_table
+    from .core.provenance import provenance
+    from .core.segment import segment_volume
+    from .sample import CITATION, load_lucchi_sample
+
+    run = Path(args.out) / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    run.mkdir(parents=True, exist_ok=False)  # a new folder per run: earlier results are never replaced
+    image, gt, voxel, _ = load_lucchi_sample()
+    loaded, dev = _model_and_device(args)
+    print(f"sample: {image.shape} voxels of mouse CA1 FIB-SEM ({CITATION})")
+    print(f"model: {loaded.path}\ndevice: {dev.describe()}")
+    t0 = time.perf_counter()
+    seg = segment_volume(image, loaded, dev, progress=Progress("segment"))
+    dt = time.perf_counter() - t0
+    write_labels_tiff(run / "source_instances.tif", seg.labels, voxel,
+                      metadata=provenance() | {"model": loaded.path, "image": "lucchi_sample.tif"})
+    metrics = evaluate_volume(seg.labels, gt, per_slice=False)
+    metrics["seconds"] = round(dt, 2)
+    write_json(run / "metrics.json", {"source_model": metrics, "model": loaded.path} | provenance())
+    save_comparison(run / "demo.png", image, {"ground truth": gt, "source model": seg.labels},
+                    title="Shipped source model (VNC III) on a Lucchi CA1 crop")
+    print(format_table(metrics))
+    print(f"results in {run}/: source_instances.tif, metrics.json, demo.png")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    ap = argparse.ArgumentParser(prog="mito-wda", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--version", action="version", version=f"napari-mito-wda {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def add_model(p):
+        p.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped source model")
+        p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA when present")
+
+    p = sub.add_parser("predict", help="segment mitochondria instances in a TIFF stack")
+    p.add_argument("image")
+    p.add_argument("-o", "--output", required=True, help="instance labels TIFF to write")
+    add_model(p)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--flips", action="store_true", help="average 4 flips (slower, slightly better)")
+    p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")
+    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--min-size", type=int, default=64, help="smallest instance kept, in pixels per slice")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="compare predicted instances with ground truth")
+    p.add_argument("prediction")
+    p.add_argument("ground_truth")
+    p.add_argument("--json", default=None, help="also write the metrics (with per-slice values) to this file")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("pretrain", help="train a source model on a labelled stack")
+    p.add_argument("--image", required=True)
+    p.add_argument("--labels", required=True, help="binary mask or instance TIFF, same shape as the image")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--holdout", type=int, default=3, help="last slices used for model selection")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--voxel-size", default=None, help="z,y,x in nm for the model card")
+    p.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("adapt", help="adapt a model to a target volume from centre clicks (or none: UDA)")
+    p.add_argument("image")
+    p.add_argument("--points", default=None, help="clicks: napari Points CSV (index,axis-0,axis-1,axis-2) or .npy")
+    p.add_argument("-o", "--output", required=True, help="adapted checkpoint (.pt) to write")
+    add_model(p)
+    p.add_argument("--resume", default=None, help="continue from an adapted checkpoint")
+    p.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget")
+    p.add_argument("--max-iters", type=int, default=None, help="iteration budget (whichever comes first)")
+    p.add_argument("--preset", choices=["quick", "thorough"], default="quick")
+    p.add_argument("--seed", type=int, default=0)
+    for flag in ("contrastive", "cross-teaching", "detection", "adabn"):
+        p.add_argument(f"--no-{flag}", action="store_true", help=f"switch {flag} off (ablation)")
+    p.add_argument("--pixel-pseudo-labels", action="store_true", help="plain confidence pseudo-labels instead of IPL")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_adapt)
+
+    p = sub.add_parser("demo", help="run the shipped model on the shipped real sample")
+    p.add_argument("--out", default="mito-wda-demo", help="folder for the results (a new run-* folder each time)")
+    add_model(p)
+    p.set_defaults(func=cmd_demo)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .core.checkpoint import CheckpointError
+    from .core.io import InputError
+
+    try:
+        return args.func(args)
+    except (InputError, CheckpointError, FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"mito-wda: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mito-wda: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mito-wda: interrupted", file=sys.stderr)
+        return 130

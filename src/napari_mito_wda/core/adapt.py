@@ -1,0 +1,439 @@
+"""Weakly supervised domain adaptation from sparse centre clicks (method.md; arXiv 2510.16450).
+
+`adapt` is a generator. It yields an AdaptReport every few iterations (losses, speed, time left) and,
+at the start of every self-training round, the current prediction of the target; it stops at the next
+iteration when `stop()` turns true and always ends with the best model (by a label-free score) loaded.
+
+Each round: predict the target with the current model -> instance-aware pseudo-labels (IPL: clicked
+components plus the top detection peaks, budget = ratio x a frozen count anchor) -> train on
+  source: L_seg^s + w L_det^s                     (labelled source data, or the replay set in the checkpoint)
+  target: L_det^t on pseudo-instance centres      (cross-teaching: segmentation -> detection)
+          L_seg^t on IPL pseudo-labels            (stage 2; detection -> segmentation)
+          L_con class-focused contrastive         (source + target mito prototypes as the positive)
+Zero clicks (UDA) runs the same path.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+from .checkpoint import LoadedModel
+from .device import DeviceInfo, pick_device
+from .inference import predict_working, to_working
+from .io import normalize_slice, validate_image
+from .losses import build_prototypes, class_focused_contrastive, detection_weights, partial_weighted_mse
+from .points import points_by_slice, validate_points
+from .pseudo_labels import budget_anchor, instance_aware_pseudo_labels, pixel_confidence_pseudo_labels, ratio_schedule
+from .targets import centre_heatmap, count_estimate, instance_centres
+from .training import IGNORE, SlicePlanes, crop_sample, sample_batch, seg_loss
+
+
+@dataclass
+class AdaptSettings:
+    minutes: float = 8.0             # wall-clock budget of the whole adaptation
+    max_iters: int | None = None     # or a budget in iterations (whichever comes first)
+    stage1_rounds: int = 1           # rounds with target detection (+ contrastive) only
+    stage2_rounds: int = 2           # rounds that also train segmentation on the pseudo-labels
+    source_batch: int = 2
+    target_batch: int = 4
+    crop: int = 256                  # working-resolution pixels
+    lr: float = 5e-4
+    w_src_seg: float = 1.0
+    w_src_det: float = 5.0
+    w_tgt_det: float = 2.0
+    w_tgt_seg: float = 1.0
+    w_con: float = 0.1
+    t_s1: float = 0.9                # pseudo-label confidence threshold, stage 1 / stage 2
+    t_s2: float = 0.8
+    sigma: float = 6.0
+    augment: float = 1.0
+    # Switches for the ablation; the defaults are the full method.
+    cross_teaching: bool = True      # detection targets from pseudo-instance centroids (else clicks only)
+    contrastive: bool = True
+    pseudo: str = "ipl"              # "ipl", "pixel" (plain confidence) or "naive" (click disks; a baseline)
+    detection: bool = True           # detection head trained on the target and used to select instances
+    adabn: bool = True               # re-estimate BatchNorm statistics on the target once, at the start
+    click_fraction: float | None = None  # fraction of instances the user clicked, when known
+    label_slices: int = 40           # target slices (evenly spaced) pseudo-labelled per round
+    selection: str = "score"         # keep the model with the best label-free score, or "last"
+    report_every: int = 5
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def preset(cls, name: str, **over) -> "AdaptSettings":
+        """"quick": minutes on a laptop CPU (default); "thorough": the authors' longer schedule (GPU)."""
+        if name == "quick":
+            base = cls()
+        elif name == "thorough":
+            base = cls(minutes=240, stage1_rounds=5, stage2_rounds=2, source_batch=4, target_batch=4,
+                       crop=256, label_slices=10_000, lr=2e-4)
+        else:
+            raise ValueError(f"unknown preset {name!r}; use 'quick' or 'thorough'")
+        return dataclasses.replace(base, **over)
+
+
+@dataclass
+class AdaptReport:
+    stage: str                       # "prepare", "label", "train", "done"
+    round: int
+    n_rounds: int
+    step: int
+    elapsed_s: float
+    budget_s: float
+    losses: dict = field(default_factory=dict)
+    it_per_s: float = 0.0
+    score: float | None = None       # label-free model-selection score of the latest prediction
+    best_score: float | None = None
+    n_clicks: int = 0
+    n_pseudo: int = 0                # pseudo-instances selected in this round
+    prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
+    message: str = ""
+
+    @property
+    def eta_s(self) -> float:
+        return max(0.0, self.budget_s - self.elapsed_s)
+
+
+@dataclass
+class TargetRound:
+    """Everything the target losses need for one round, per labelled slice (working resolution)."""
+
+    z: list[int]
+    labels: list[np.ndarray]
+    det_targets: list[np.ndarray]
+    det_weights: list[np.ndarray]
+    conf: list[np.ndarray]
+
+
+def replay_planes(extras: dict, sigma: float) -> SlicePlanes:
+    """Source training planes from the replay set that ships inside a checkpoint."""
+    if "replay_images" not in extras:
+        raise ValueError("this model carries no source replay set; give labelled source data instead.")
+    planes = SlicePlanes()
+    for img, m in zip(extras["replay_images"].numpy(), extras["replay_masks"].numpy()):
+        planes.images.append(img.astype(np.float32) / 255.0)
+        planes.masks.append(m.astype(np.uint8))
+        planes.heats.append(centre_heatmap(m.shape, instance_centres(m == 1), sigma))
+    return planes
+
+
+@torch.no_grad()
+def adabn(model: torch.nn.Module, images: list[np.ndarray], dev: DeviceInfo, crop: int, n: int = 48, seed: int = 0) -> None:
+    """Replace BatchNorm running statistics by those of target crops (AdaBN); weights untouched."""
+    rng = np.random.default_rng(seed)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the crops below
+    model.train()
+    for _ in range(max(1, n // 4)):
+        batch = []
+        for _ in range(4):
+            img = images[int(rng.integers(0, len(images)))]
+            h, w = img.shape
+            c = min(crop, h, w) // model.multiple * model.multiple
+            y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+            batch.append(img[y : y + c, x : x + c])
+        model(torch.from_numpy(np.stack(batch)[:, None]).to(dev.device).contiguous(memory_format=torch.channels_last))
+    for m in bns:
+        m.momentum = 0.1
+    model.eval()
+
+
+def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int],
+                    peak_thresh: float = 0.3) -> float:
+    """Label-free model score in [0, 1]: agreement of the two heads and coverage of the clicks.
+
+    Agreement = fraction of foreground components that hold a detection peak, times the fraction of
+    peaks that lie on foreground. Coverage = fraction of clicks on predicted foreground. Without clicks
+    the score is the agreement alone.
+    """
+    hits = comps = peaks_on = peaks = 0
+    covered = n_clicks = 0
+    for k, z in enumerate(zs):
+        fg = prob[k] > 0.5
+        lab, n = ndi.label(fg)
+        mx = ndi.maximum_filter(heat[k], size=5)
+        pk = (heat[k] == mx) & (heat[k] > peak_thresh)
+        comps += n
+        if n:
+            hits += len(np.unique(lab[pk & fg]))
+        peaks += int(pk.sum())
+        peaks_on += int((pk & fg).sum())
+        for y, x in clicks.get(z, np.zeros((0, 2))):
+            yi, xi = min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)
+            covered += bool(fg[yi, xi])
+            n_clicks += 1
+    agree = (hits / comps if comps else 0.0) * (peaks_on / peaks if peaks else 0.0)
+    return float(agree if n_clicks == 0 else 0.5 * agree + 0.5 * covered / n_clicks)
+
+
+def _predict_slices(model, images: list[np.ndarray], zs: list[int], dev: DeviceInfo):
+    model.eval()
+    probs, heats = [], []
+    for z in zs:
+        logit, heat = predict_working(model, images[z], dev)
+        probs.append(1.0 / (1.0 + np.exp(-logit)))
+        heats.append(heat)
+    return np.stack(probs).astype(np.float32), np.stack(heats).astype(np.float32)
+
+
+def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings) -> tuple[TargetRound, int]:
+    """Pseudo-labels, detection targets and weights of every labelled slice."""
+    rnd = TargetRound([], [], [], [], [])
+    n_sel = 0
+    for k, z in enumerate(zs):
+        cz = clicks.get(z, np.zeros((0, 2), np.float32))
+        if s.pseudo == "ipl":
+            res = instance_aware_pseudo_labels(
+                prob[k], heat[k] if s.detection else np.zeros_like(heat[k]), cz, ratio=ratio if s.detection else 0.0,
+                count=anchors[z], t_s=t_s)
+            label, centres = res.label, res.centres
+            n_sel += res.n_selected
+        elif s.pseudo == "pixel":
+            label = pixel_confidence_pseudo_labels(prob[k], t_s)
+            centres = instance_centres(label == 1)
+            n_sel += len(centres)
+        else:  # "naive": disks at the clicks = mito, the model's confident background = background
+            label = naive_click_labels(prob[k], cz)
+            centres = cz
+            n_sel += len(cz)
+        det_centres = centres if s.cross_teaching else cz
+        target = centre_heatmap(label.shape, det_centres, s.sigma)
+        weight = detection_weights(heat[k], det_centres, cz, label.shape, s.sigma)
+        rnd.z.append(z)
+        rnd.labels.append(label)
+        rnd.det_targets.append(target)
+        rnd.det_weights.append(weight.astype(np.float32))
+        rnd.conf.append(np.abs(2 * prob[k] - 1).astype(np.float32))
+    return rnd, n_sel
+
+
+def naive_click_labels(prob: np.ndarray, clicks: np.ndarray, radius: float = 10.0, bg_p: float = 0.05) -> np.ndarray:
+    """The baseline that failed in method.md's lessons: click disks = 1, p < bg_p = 0, else ignore."""
+    label = np.full(prob.shape, IGNORE, np.uint8)
+    label[prob < bg_p] = 0
+    yy, xx = np.ogrid[: prob.shape[0], : prob.shape[1]]
+    for y, x in clicks:
+        label[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = 1
+    return label
+
+
+def _target_batch(rng, images, rnd: TargetRound, batch: int, crop: int, augment: float):
+    imgs, labs, tg, wt, cf = [], [], [], [], []
+    for _ in range(batch):
+        k = int(rng.integers(0, len(rnd.z)))
+        img, lab, (t, w, c) = crop_sample(rng, images[rnd.z[k]], rnd.labels[k],
+                                          [rnd.det_targets[k], rnd.det_weights[k], rnd.conf[k]], crop, augment)
+        imgs.append(img)
+        labs.append(lab)
+        tg.append(t)
+        wt.append(w)
+        cf.append(c)
+    as_t = lambda xs: torch.from_numpy(np.stack(xs)[:, None])  # noqa: E731
+    return as_t(imgs), as_t(labs), as_t(tg), as_t(wt), as_t(cf)
+
+
+@torch.no_grad()
+def _prototypes(model, images, rnd: TargetRound, clicks, source_protos, dev: DeviceInfo, max_slices: int = 8):
+    """Class prototypes for the contrastive loss, refreshed once per round (detached)."""
+    model.eval()
+    mito, bg, clicked = [], [], []
+    for k in np.linspace(0, len(rnd.z) - 1, min(max_slices, len(rnd.z))).astype(int):
+        img = images[rnd.z[k]]
+        h, w = (s // model.multiple * model.multiple for s in img.shape)
+        emb = F.normalize(model(torch.from_numpy(img[:h, :w])[None, None].to(dev.device), with_proj=True)["proj"].float(), dim=1)[0]
+        stride = h // emb.shape[1]
+        lab = torch.from_numpy(rnd.labels[k][:h:stride, :w:stride].astype(np.int64)).to(dev.device)
+        mito.append(emb[:, lab == 1].T)
+        bg.append(emb[:, lab == 0].T)
+        cz = clicks.get(rnd.z[k])
+        if cz is not None and len(cz):
+            comp, _ = ndi.label(rnd.labels[k] == 1)
+            ids = {int(comp[min(int(y), comp.shape[0] - 1), min(int(x), comp.shape[1] - 1)]) for y, x in cz} - {0}
+            if ids:
+                sel = torch.from_numpy(np.isin(comp, list(ids))[:h:stride, :w:stride]).to(dev.device)
+                clicked.append(emb[:, sel].T)
+    mito_f = torch.cat(mito) if mito else None
+    bg_f = torch.cat(bg) if bg else None
+    mean = lambda f: F.normalize(f.mean(0), dim=0) if f is not None and len(f) else None  # noqa: E731
+    if mito_f is not None and not len(mito_f):
+        mito_f = None
+    if bg_f is not None and not len(bg_f):
+        bg_f = None
+    if bg_f is None or (mito_f is None and source_protos is None):
+        return None  # nothing confident yet: no contrastive term this round
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    return build_prototypes(
+        source_mito=source_protos[1].to(dev.device) if source_protos is not None else None,
+        target_click_mito=mean(torch.cat(clicked)) if clicked else None,
+        target_conf_mito=mean(mito_f), target_bg=mean(bg_f),
+        bg_feats=bg_f, mito_feats=mito_f, generator=gen,
+    )
+
+
+def adapt(
+    target: np.ndarray,
+    clicks: np.ndarray | None,
+    source: LoadedModel,
+    settings: AdaptSettings | None = None,
+    source_data: SlicePlanes | None = None,
+    dev: DeviceInfo | None = None,
+    stop: Callable[[], bool] | None = None,
+    get_clicks: Callable[[], np.ndarray] | None = None,
+) -> Iterator[AdaptReport]:
+    """Adapt `source.model` in place to the raw target stack (Z, Y, X); deep-copy it first to keep it.
+
+    clicks: (N, 3) voxel coordinates (z, y, x) of mitochondria centres, or None/empty for UDA.
+    get_clicks: optional callable returning the current clicks, read again at the start of each round
+    (clicks added while it runs are taken up). When the generator ends, `source.model` holds the best
+    model seen (label-free score, or the last one with settings.selection == "last").
+    """
+    s = settings or AdaptSettings()
+    dev = dev or pick_device()
+    target = validate_image(target, "target image")
+    t0 = time.perf_counter()
+    budget = s.minutes * 60.0
+    rng = np.random.default_rng(s.seed)
+    torch.manual_seed(s.seed)
+    model = source.model
+    model.to(dev.device).to(memory_format=torch.channels_last)
+    f = model.config.downsample
+    images = [to_working(normalize_slice(target[z]), f).astype(np.float32) for z in range(target.shape[0])]
+    src = source_data if source_data is not None else replay_planes(source.extras, s.sigma)
+    src_protos = source.extras.get("source_prototypes")
+
+    def working_clicks(raw) -> tuple[dict[int, np.ndarray], int]:
+        pts, _ = validate_points(raw, target.shape)
+        pts = pts.astype(np.float32) / np.array([1, f, f], np.float32)
+        return points_by_slice(pts), len(pts)
+
+    clicks_w, n_clicks = working_clicks(clicks)
+    n_label = min(s.label_slices, len(images))
+    zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist()) | set(clicks_w))
+    rounds = [("stage1", r) for r in range(s.stage1_rounds)] + [("stage2", r + 1) for r in range(s.stage2_rounds)]
+    if s.adabn:
+        adabn(model, images, dev, s.crop, seed=s.seed)
+    yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
+                      message=f"{len(images)} slices, {n_clicks} clicks, {dev.describe()}")
+
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
+    step, best_score, best_state = 0, -1.0, None
+    anchors: dict[int, int] | None = None
+    for r_idx, (stage, r) in enumerate(rounds + [("final", 0)]):
+        if get_clicks is not None:
+            clicks_w, n_clicks = working_clicks(get_clicks())
+            zs = sorted(set(zs) | set(clicks_w))
+        prob, heat = _predict_slices(model, images, zs, dev)
+        score = selection_score(prob, heat, clicks_w, zs)
+        if score > best_score or s.selection == "last":
+            best_score, best_state = score, copy.deepcopy(model.state_dict())
+        pred = {"slices": list(zs), "prob": prob, "heat": heat}
+        if stage == "final" or (stop is not None and stop()):
+            break
+        if anchors is None:  # frozen once from the starting model: the budget must not grow by itself
+            frac = s.click_fraction
+            anchors = {z: budget_anchor(len(clicks_w.get(z, ())), frac, count_estimate(heat[k], s.sigma))
+                       for k, z in enumerate(zs)}
+        for z in zs:
+            anchors.setdefault(z, budget_anchor(len(clicks_w.get(z, ())), s.click_fraction, 0))
+        ratio = ratio_schedule(1 if stage == "stage1" else 2, r)
+        t_s = s.t_s1 if stage == "stage1" else s.t_s2
+        rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s)
+        protos = _prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
+        yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
+                          score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
+                          message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances")
+        # Training share of this round: the remaining budget split over the remaining rounds.
+        now = time.perf_counter()
+        round_end = now + (budget - (now - t0)) / (len(rounds) - r_idx)
+        iters_left = None if s.max_iters is None else max(0, s.max_iters - step) // (len(rounds) - r_idx)
+        model.train()
+        window: dict[str, list[float]] = {}
+        t_win, it_round = time.perf_counter(), 0
+        while time.perf_counter() < round_end and (iters_left is None or it_round < iters_left):
+            if stop is not None and stop():
+                break
+            frac = min(1.0, (time.perf_counter() - t0) / budget)
+            for g in opt.param_groups:
+                g["lr"] = s.lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * frac))
+            losses = {}
+            xs, ys, hs = sample_batch(rng, src, s.source_batch, s.crop, s.augment)
+            with dev.autocast():
+                out_s = model(xs.to(dev.device).contiguous(memory_format=torch.channels_last))
+            losses["src_seg"] = seg_loss(out_s["seg"].float(), ys.to(dev.device))
+            losses["src_det"] = F.mse_loss(out_s["det"].float(), hs.to(dev.device))
+            xt, yt, tt, wt, ct = (v.to(dev.device) for v in _target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment))
+            with dev.autocast():
+                out_t = model(xt.contiguous(memory_format=torch.channels_last), with_proj=s.contrastive)
+            total = s.w_src_seg * losses["src_seg"] + s.w_src_det * losses["src_det"]
+            if s.detection:
+                losses["tgt_det"] = partial_weighted_mse(out_t["det"].float(), tt, wt)
+                total = total + s.w_tgt_det * losses["tgt_det"]
+            if stage == "stage2" and (yt == 1).any():
+                losses["tgt_seg"] = seg_loss(out_t["seg"].float(), yt)
+                total = total + s.w_tgt_seg * losses["tgt_seg"]
+            if s.contrastive and protos is not None:
+                emb = out_t["proj"].float()
+                stride = xt.shape[-1] // emb.shape[-1]
+                lab_small = yt[:, 0, ::stride, ::stride]
+                conf_small = ct[:, 0, ::stride, ::stride]
+                losses["con"] = class_focused_contrastive(emb, lab_small, conf_small, protos)
+                total = total + s.w_con * losses["con"]
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
+            step += 1
+            it_round += 1
+            for k, v in losses.items():
+                window.setdefault(k, []).append(float(v.detach()))
+            if step % s.report_every == 0:
+                now = time.perf_counter()
+                yield AdaptReport("train", r_idx + 1, len(rounds), step, now - t0, budget,
+                                  losses={k: float(np.mean(v)) for k, v in window.items()},
+                                  it_per_s=s.report_every / max(now - t_win, 1e-9), best_score=best_score,
+                                  n_clicks=n_clicks, n_pseudo=n_sel)
+                window, t_win = {}, now
+        model.eval()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    prob, heat = _predict_slices(model, images, zs, dev)
+    yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
+                      score=selection_score(prob, heat, clicks_w, zs), best_score=best_score, n_clicks=n_clicks,
+                      prediction={"slices": list(zs), "prob": prob, "heat": heat},
+                      message="stopped: best model kept" if stop is not None and stop() else "finished")
+
+
+def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.ndarray | None, last: AdaptReport | None,
+                 image_path: str | None = None, overwrite: bool = False):
+    """Write the adapted model with its provenance (source model, clicks, settings, progress)."""
+    from .checkpoint import save_checkpoint
+    from .provenance import provenance
+
+    meta = dict(loaded.meta)
+    history = list(meta.get("adaptations", []))
+    history.append({
+        "from_model": loaded.path, "target_image": image_path, "settings": settings.to_dict(),
+        "n_clicks": 0 if clicks is None else int(len(clicks)),
+        "clicks_zyx": [] if clicks is None else np.asarray(clicks, float).round(2).tolist(),
+        "steps": last.step if last else 0, "elapsed_s": round(last.elapsed_s, 1) if last else 0.0,
+        "score": last.best_score if last else None, "finished": bool(last and last.message == "finished"),
+    } | provenance())
+    meta["adaptations"] = history
+    meta["name"] = str(path)
+    extras = dict(loaded.extras)
+    return save_checkpoint(path, loaded.model, meta=meta, extras=extras, overwrite=overwrite)

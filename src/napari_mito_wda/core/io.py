@@ -1,0 +1,215 @@
+"""Reading EM stacks and writing instance labels safely.
+
+Reads 2D/3D TIFF stacks (uint8, uint16, float) and reports anything else with one clear message.
+Writes are atomic (temporary file in the same folder, then rename) and never replace an existing
+file unless asked to, so a full disk or a crash never leaves a half-written or lost result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32, np.float64, np.int8, np.int16)
+
+
+class InputError(ValueError):
+    """A user-facing problem with an input file or array; the message says what to do."""
+
+
+@dataclass
+class Volume:
+    """A raw image stack (Z, Y, X) and its voxel size in nanometres (z, y, x), or None if unknown."""
+
+    data: np.ndarray
+    voxel_size: tuple[float, float, float] | None = None
+    path: str | None = None
+
+
+def validate_image(data: np.ndarray, name: str = "image") -> np.ndarray:
+    """Return the image as (Z, Y, X); raise InputError for shapes/dtypes/values we cannot segment."""
+    arr = np.asarray(data)
+    if arr.dtype == bool or arr.dtype.kind not in "uif":
+        raise InputError(f"{name}: unsupported pixel type {arr.dtype}; expected 8/16-bit integers or floats.")
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
+        raise InputError(
+            f"{name}: shape {arr.shape} looks like an RGB(A) image; convert it to grayscale first "
+            "(EM data is single-channel)."
+        )
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise InputError(
+            f"{name}: expected a 2D image (Y, X) or a 3D stack (Z, Y, X), got {arr.ndim} dimensions "
+            f"{arr.shape}; split channels/time points first."
+        )
+    if min(arr.shape[1:]) < 16:
+        raise InputError(f"{name}: slices of {arr.shape[1]}x{arr.shape[2]} pixels are too small (need >= 16).")
+    if arr.dtype.kind == "f":
+        n_bad = int(np.count_nonzero(~np.isfinite(arr)))
+        if n_bad:
+            raise InputError(
+                f"{name}: {n_bad} pixels are NaN or infinite; replace them (e.g. with the median) and retry."
+            )
+    return arr
+
+
+def normalize_slices(stack: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """Per-slice robust min-max normalisation to float32 in [0, 1] (percentiles low/high)."""
+    stack = validate_image(stack)
+    out = np.empty(stack.shape, dtype=np.float32)
+    for z in range(stack.shape[0]):
+        out[z] = normalize_slice(stack[z], low, high)
+    return out
+
+
+def normalize_slice(img: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
+    """One 2D slice to float32 in [0, 1]; a constant slice becomes all zeros."""
+    img = np.asarray(img, dtype=np.float32)
+    # Percentiles of a strided subsample are as good and much cheaper on large slices.
+    sample = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
+    lo, hi = np.percentile(sample, [low, high])
+    if hi - lo < 1e-8:
+        return np.zeros_like(img)
+    return np.clip((img - lo) / (hi - lo), 0.0, 1.0)
+
+
+def _imagej_spacing(tif) -> tuple[float, float, float] | None:
+    """Voxel size (z, y, x) in nm from ImageJ metadata and TIFF resolution tags, if present."""
+    page = tif.pages[0]
+    try:
+        xres = page.tags["XResolution"].value
+        yres = page.tags["YResolution"].value
+        px_x = xres[1] / xres[0] if xres[0] else None
+        px_y = yres[1] / yres[0] if yres[0] else None
+    except KeyError:
+        return None
+    if not px_x or not px_y or (px_x == 1.0 and px_y == 1.0):
+        return None
+    meta = tif.imagej_metadata or {}
+    unit = str(meta.get("unit", "")).lower().replace("\\u00b5", "u").replace("µ", "u")
+    to_nm = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "micron": 1000.0, "micrometer": 1000.0}.get(unit, 1.0)
+    pz = float(meta.get("spacing", px_x))
+    return (pz * to_nm, px_y * to_nm, px_x * to_nm)
+
+
+def read_volume(path: str | os.PathLike) -> Volume:
+    """Read a 2D/3D TIFF as (Z, Y, X) with its voxel size (nm) when the file records one."""
+    import tifffile
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file.")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a TIFF file.")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            data = tif.asarray()
+            voxel = _imagej_spacing(tif)
+    except (tifffile.TiffFileError, ValueError, OSError) as exc:
+        raise InputError(f"{path}: cannot be read as a TIFF ({exc}).") from exc
+    data = validate_image(np.squeeze(data) if data.ndim > 3 else data, name=str(path))
+    return Volume(data=data, voxel_size=voxel, path=str(path))
+
+
+def labels_dtype(labels: np.ndarray) -> np.dtype:
+    """uint16 (ImageJ-friendly) when the ids fit, else uint32."""
+    top = int(labels.max()) if labels.size else 0
+    if labels.size and int(labels.min()) < 0:
+        raise InputError("labels contain negative ids.")
+    return np.dtype(np.uint16) if top < 65536 else np.dtype(np.uint32)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: Path, writer, overwrite: bool) -> Path:
+    """Run writer(tmp_path) then rename onto path; clean up on any failure."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; choose another name or pass overwrite (--overwrite).")
+    if not path.parent.exists():
+        raise InputError(f"{path.parent}: output folder does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.replace(tmp, path)
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise OSError(f"could not write {path}: {exc.strerror or exc} (nothing was overwritten)") from exc
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_labels_tiff(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    voxel_size: tuple[float, float, float] | None = None,
+    overwrite: bool = False,
+    metadata: dict | None = None,
+) -> Path:
+    """Write instance labels (Z, Y, X) as a TIFF that ImageJ/Fiji opens as a calibrated Z stack.
+
+    uint16 files use the ImageJ hyperstack layout (axes ZYX, spacing and unit nm). uint32 (more than
+    65535 ids) cannot be an ImageJ hyperstack; it is written as a plain multi-page TIFF with resolution.
+    """
+    import tifffile
+
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        labels = labels[None]
+    if labels.ndim != 3:
+        raise InputError(f"labels must be 2D or 3D, got shape {labels.shape}.")
+    dtype = labels_dtype(labels)
+    data = labels.astype(dtype, copy=False)
+    vz, vy, vx = voxel_size if voxel_size else (1.0, 1.0, 1.0)
+    unit = "nm" if voxel_size else "pixel"
+    description = json.dumps(metadata) if metadata else None
+
+    def write(tmp: str) -> None:
+        if dtype == np.uint16:
+            tifffile.imwrite(
+                tmp,
+                data,
+                imagej=True,
+                resolution=(1.0 / vx, 1.0 / vy),
+                metadata={"axes": "ZYX", "spacing": vz, "unit": unit, "Info": description or ""},
+                compression="zlib",
+            )
+        else:
+            tifffile.imwrite(
+                tmp,
+                data,
+                resolution=(1.0 / vx, 1.0 / vy),
+                description=description,
+                compression="zlib",
+                photometric="minisblack",  # a 3-slice stack must not be mistaken for RGB
+                metadata={"axes": "ZYX"},
+            )
+
+    return atomic_write(Path(path), write, overwrite)
+
+
+def write_json(path: str | os.PathLike, payload: dict, overwrite: bool = False) -> Path:
+    """Atomic JSON write (sidecars, metrics, model cards)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+
+    return atomic_write(Path(path), write, overwrite)

@@ -1,0 +1,40 @@
+"""The whole segmentation pipeline on an in-memory stack: normalise, predict, make instances."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .checkpoint import LoadedModel, load_model
+from .device import DeviceInfo, pick_device
+from .inference import predict_volume
+from .instances import instances_volume
+from .io import labels_dtype, validate_image
+
+
+@dataclass
+class Segmentation:
+    labels: np.ndarray  # (Z, Y, X) instance ids, uint16 or uint32
+    prob: np.ndarray    # (Z, Y, X) float32 mitochondria probability
+    heat: np.ndarray    # (Z, Y, X) float32 centre heatmap
+
+
+def segment_volume(
+    image: np.ndarray,
+    model: LoadedModel | None = None,
+    device: DeviceInfo | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    flips: bool = False,
+    link_3d: bool = False,
+    threshold: float = 0.5,
+    min_size: int = 64,
+) -> Segmentation:
+    """Instances of a raw (Z, Y, X) or (Y, X) image with the given (default: shipped) model."""
+    image = validate_image(image)
+    device = device or pick_device()
+    model = model or load_model(device=device.device)
+    prob, heat = predict_volume(model.model, image, device, progress=progress, flips=flips)
+    labels = instances_volume(prob, heat, link_3d=link_3d, threshold=threshold, min_size=min_size)
+    return Segmentation(labels=labels.astype(labels_dtype(labels)), prob=prob, heat=heat)

@@ -1,0 +1,224 @@
+"""Supervised training of the multitask network (source pretraining and the supervised upper bound).
+
+`fit` is a generator: it yields a TrainReport every few iterations and honours a stop request at the
+next iteration, keeping the best weights seen on the validation slices (or the last ones when there
+are none). The caller decides what to save; nothing here writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .augment import dihedral, intensity, random_crop
+from .device import DeviceInfo, pick_device
+from .inference import predict_working, to_working
+from .io import normalize_slice
+from .model import ModelConfig, MultiTaskUNet
+from .targets import centre_heatmap, instance_centres
+
+IGNORE = 255
+
+
+@dataclass
+class FitSettings:
+    minutes: float = 10.0          # wall-clock budget; the learning rate decays over it
+    max_iters: int = 100_000
+    batch: int = 4
+    crop: int = 256                # at the network's working resolution
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    det_weight: float = 5.0        # heatmaps peak at 1, so their MSE is small next to the seg loss
+    sigma: float = 6.0             # heatmap Gaussian, working-resolution pixels
+    augment: float = 1.0           # intensity-augmentation strength
+    val_every_s: float = 60.0
+    report_every: int = 10
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainReport:
+    step: int
+    elapsed_s: float
+    budget_s: float
+    losses: dict
+    it_per_s: float
+    lr: float
+    val_dice: float | None = None
+    best_val_dice: float | None = None
+    done: bool = False
+
+    @property
+    def eta_s(self) -> float:
+        return max(0.0, self.budget_s - self.elapsed_s)
+
+
+@dataclass
+class SlicePlanes:
+    """Training slices at working resolution: images in [0,1], masks (0/1/IGNORE), centre heatmaps."""
+
+    images: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)
+    heats: list[np.ndarray] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def prepare_slices(image: np.ndarray, mask: np.ndarray, factor: int, sigma: float) -> SlicePlanes:
+    """Normalise, shrink to working resolution and build centre heatmaps for every slice of a stack."""
+    planes = SlicePlanes()
+    for z in range(image.shape[0]):
+        img = to_working(normalize_slice(image[z]), factor)
+        m = to_working((mask[z] > 0).astype(np.float32), factor) > 0.5
+        planes.images.append(img.astype(np.float32))
+        planes.masks.append(m.astype(np.uint8))
+        planes.heats.append(centre_heatmap(m.shape, instance_centres(m), sigma))
+    return planes
+
+
+def crop_sample(rng: np.random.Generator, img: np.ndarray, label: np.ndarray, extras: list[np.ndarray],
+                crop: int, augment: float) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """One augmented crop: image, label in {0, 1, IGNORE} and any extra float planes, same geometry.
+
+    The label travels as two planes (foreground, valid) so that resizing never turns the border of an
+    ignored region into foreground.
+    """
+    fg = (label == 1).astype(np.float32)
+    valid = (label != IGNORE).astype(np.float32)
+    planes = random_crop(rng, [img, fg, valid, *extras], crop)
+    planes = dihedral(rng, planes)
+    lab = np.where(planes[2] < 0.5, IGNORE, planes[1] > 0.5).astype(np.int64)
+    return intensity(rng, planes[0], augment), lab, planes[3:]
+
+
+def sample_batch(rng: np.random.Generator, data: SlicePlanes, batch: int, crop: int, augment: float):
+    imgs, masks, heats = [], [], []
+    for _ in range(batch):
+        z = int(rng.integers(0, len(data)))
+        img, lab, (h,) = crop_sample(rng, data.images[z], data.masks[z], [data.heats[z]], crop, augment)
+        imgs.append(img)
+        masks.append(lab)
+        heats.append(h)
+    return (
+        torch.from_numpy(np.stack(imgs)[:, None]),
+        torch.from_numpy(np.stack(masks)[:, None]),
+        torch.from_numpy(np.stack(heats)[:, None]),
+    )
+
+
+def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy + soft Dice over pixels whose target is not IGNORE."""
+    valid = (target != IGNORE).float()
+    t = (target == 1).float()
+    bce = F.binary_cross_entropy_with_logits(logits, t, weight=valid, reduction="sum") / valid.sum().clamp(min=1)
+    p = torch.sigmoid(logits) * valid
+    dice = 1 - (2 * (p * t).sum() + 1) / (p.sum() + (t * valid).sum() + 1)
+    return bce + dice
+
+
+def val_dice(model: MultiTaskUNet, data: SlicePlanes, dev: DeviceInfo) -> float:
+    """Pooled Dice of (logit > 0) against the masks of validation slices (working resolution)."""
+    model.eval()
+    inter = total = 0.0
+    for img, m in zip(data.images, data.masks):
+        logit, _ = predict_working(model, img, dev)
+        pred, gt = logit > 0, m == 1
+        inter += float((pred & gt).sum())
+        total += float(pred.sum() + gt.sum())
+    model.train()
+    return 2 * inter / total if total else 1.0
+
+
+def fit(
+    train: SlicePlanes,
+    settings: FitSettings,
+    model: MultiTaskUNet | None = None,
+    val: SlicePlanes | None = None,
+    dev: DeviceInfo | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[TrainReport]:
+    """Train seg + centre heads; yields reports; afterwards `model` holds the best weights."""
+    dev = dev or pick_device()
+    model = model or MultiTaskUNet(ModelConfig())
+    model.to(dev.device).to(memory_format=torch.channels_last).train()
+    rng = np.random.default_rng(settings.seed)
+    torch.manual_seed(settings.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    budget = settings.minutes * 60.0
+    start = last_val = time.perf_counter()
+    best, best_state = -1.0, None
+    window: dict[str, list[float]] = {"seg": [], "det": []}
+    t_window, step = time.perf_counter(), 0
+    last_dice = None
+    last_losses = {"seg": float("nan"), "det": float("nan")}
+    while True:
+        elapsed = time.perf_counter() - start
+        frac = max(elapsed / budget, step / settings.max_iters)
+        if frac >= 1.0 or (stop is not None and stop()):
+            break
+        warm = min(1.0, (step + 1) / 50)
+        lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * frac))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, y, h = sample_batch(rng, train, settings.batch, settings.crop, settings.augment)
+        x = x.to(dev.device).contiguous(memory_format=torch.channels_last)
+        with dev.autocast():
+            out = model(x)
+        ls = seg_loss(out["seg"].float(), y.to(dev.device))
+        ld = F.mse_loss(out["det"].float(), h.to(dev.device))
+        loss = ls + settings.det_weight * ld
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        window["seg"].append(float(ls.detach()))
+        window["det"].append(float(ld.detach()))
+        if val is not None and time.perf_counter() - last_val >= settings.val_every_s:
+            last_dice = val_dice(model, val, dev)
+            last_val = time.perf_counter()
+            if last_dice > best:
+                best, best_state = last_dice, copy.deepcopy(model.state_dict())
+        if step % settings.report_every == 0:
+            now = time.perf_counter()
+            last_losses = {k: float(np.mean(v)) for k, v in window.items()}
+            yield TrainReport(
+                step=step,
+                elapsed_s=now - start,
+                budget_s=budget,
+                losses=last_losses,
+                it_per_s=settings.report_every / max(now - t_window, 1e-9),
+                lr=lr,
+                val_dice=last_dice,
+                best_val_dice=best if best >= 0 else None,
+            )
+            window = {k: [] for k in window}
+            t_window = now
+    if val is not None:
+        final = val_dice(model, val, dev)
+        if final > best:
+            best, best_state = final, None  # the current weights are the best
+        if best_state is not None:
+            model.load_state_dict(best_state)
+    model.eval()
+    yield TrainReport(
+        step=step,
+        elapsed_s=time.perf_counter() - start,
+        budget_s=budget,
+        losses={k: float(np.mean(v)) for k, v in window.items()} if window["seg"] else last_losses,
+        it_per_s=0.0,
+        lr=0.0,
+        val_dice=best if val is not None else None,
+        best_val_dice=best if val is not None else None,
+        done=True,
+    )

@@ -1,0 +1,128 @@
+"""Shared pytest fixtures (generic: small data, model files, napari helpers).
+
+GUI tests (``@pytest.mark.gui``) need a real X display: run them under Xvfb with Qt's default xcb
+platform, e.g. ``xvfb-run -a -s "-screen 0 1280x1024x24" python -m pytest``. Without a display they are
+skipped with that instruction instead of crashing Qt.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PLUGIN_NAME = "napari-mito-wda"
+WIDGET_NAME = "Mitochondria (WDA)"
+
+
+def _has_display() -> bool:
+    if sys.platform != "linux":
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if _has_display():
+        return
+    skip = pytest.mark.skip(
+        reason='no X display: run GUI tests under Xvfb, e.g. xvfb-run -a -s "-screen 0 1280x1024x24" pytest'
+    )
+    for item in items:
+        if "gui" in item.keywords:
+            item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@pytest.fixture(scope="session")
+def small_volume():
+    """A tiny synthetic EM-like stack (3, 96, 96): (image uint8, instances uint16). Read-only."""
+    from napari_mito_wda.core.synthetic import make_volume
+
+    image, instances = make_volume(shape=(3, 96, 96), n_objects=5, seed=1)
+    image.flags.writeable = False
+    instances.flags.writeable = False
+    return image, instances
+
+
+@pytest.fixture(scope="session")
+def default_model_file() -> Path:
+    """The shipped default model; tests needing a trained model are skipped while it is not shipped."""
+    from napari_mito_wda.core.checkpoint import default_model_path
+
+    path = default_model_path()
+    if not path.exists():
+        pytest.skip(f"default model not shipped yet ({path.name} missing in the package data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_model_file(tmp_path_factory) -> Path:
+    """A tiny untrained checkpoint: exercises loading/prediction plumbing fast (its labels are arbitrary)."""
+    import torch
+
+    from napari_mito_wda.core.checkpoint import save_checkpoint
+    from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny_random.pt"
+    save_checkpoint(path, MultiTaskUNet(ModelConfig(base=4, depth=2)), meta={"name": "tiny random (tests)"})
+    return path
+
+
+@pytest.fixture
+def lucchi_available() -> bool:
+    from napari_mito_wda.sample import sample_paths
+
+    paths = sample_paths()
+    missing = [p.name for k, p in paths.items() if k in ("image", "instances") and not p.exists()]
+    if missing:
+        pytest.skip(f"Lucchi sample not shipped yet (missing {', '.join(missing)})")
+    return True
+
+
+def file_bytes(path) -> bytes:
+    return Path(path).read_bytes()
+
+
+# --------------------------------------------------------------------------- napari
+
+
+@pytest.fixture
+def captured_errors():
+    """Messages of napari error notifications (show_error) dispatched during the test."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    messages: list[str] = []
+
+    def collect(notification):
+        if notification.severity == NotificationSeverity.ERROR:
+            messages.append(str(notification.message))
+
+    notification_manager.notification_ready.connect(collect)
+    yield messages
+    notification_manager.notification_ready.disconnect(collect)
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer, qtbot):
+    """A real napari viewer with the plugin's dock widget opened through the plugin manager."""
+    viewer = make_napari_viewer()
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, WIDGET_NAME)
+    # The device label is filled by a short background job; let it finish so no thread outlives the test.
+    qtbot.waitUntil(lambda: "detecting" not in widget.device_label.text(), timeout=30000)
+    return viewer, widget
+
+
+def wait_for_worker(qtbot, widget, timeout: int = 60000) -> None:
+    """Block (processing Qt events) until the widget's background job has finished."""
+    qtbot.waitUntil(lambda: not widget.is_running, timeout=timeout)
+
+
+@pytest.fixture
+def wait_worker(qtbot):
+    return lambda widget, timeout=60000: wait_for_worker(qtbot, widget, timeout)

@@ -1,0 +1,105 @@
+"""The adaptation loop on small synthetic data: reports, stop, clicks arriving mid-run, saving, gain."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from napari_mito_wda.core.adapt import AdaptSettings, adapt, save_adapted, selection_score
+from napari_mito_wda.core.checkpoint import LoadedModel, load_checkpoint
+from napari_mito_wda.core.io import InputError
+from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
+from napari_mito_wda.core.synthetic import TARGET, make_volume
+from napari_mito_wda.core.training import prepare_slices
+
+FAST = dict(minutes=5, max_iters=6, stage1_rounds=1, stage2_rounds=1, source_batch=1, target_batch=2, crop=64,
+            label_slices=3, report_every=1)
+
+
+@pytest.fixture
+def setup():
+    torch.manual_seed(0)
+    model = MultiTaskUNet(ModelConfig(base=4, depth=2, proj_dim=8, downsample=1))
+    img, inst = make_volume((3, 96, 96), n_objects=6, domain=TARGET, seed=3)
+    src_img, src_inst = make_volume((2, 96, 96), n_objects=6, seed=4)
+    source = prepare_slices(src_img, src_inst > 0, 1, sigma=3.0)
+    loaded = LoadedModel(model=model, config=model.config.to_dict(), meta={}, path="tiny",
+                         extras={"source_prototypes": torch.nn.functional.normalize(torch.randn(2, 8), dim=1)})
+    clicks = np.array([[1, 40, 40], [2, 60, 30]], float)
+    return img, inst, loaded, source, clicks
+
+
+def test_reports_cover_every_stage_and_iteration_budget(setup):
+    img, _, loaded, source, clicks = setup
+    reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))
+    stages = [r.stage for r in reports]
+    assert stages[0] == "prepare" and stages[-1] == "done" and stages.count("label") == 2
+    train = [r for r in reports if r.stage == "train"]
+    assert [r.step for r in train] == [1, 2, 3, 4, 5, 6]
+    assert {"src_seg", "src_det", "tgt_det"} <= set(train[0].losses) and "tgt_seg" in train[-1].losses
+    assert reports[-1].prediction["prob"].shape[1:] == (96, 96) and reports[-1].n_clicks == 2
+    assert all(np.isfinite(v) for r in train for v in r.losses.values())
+
+
+def test_stop_is_honoured_at_once_and_keeps_a_model(setup):
+    img, _, loaded, source, clicks = setup
+    seen = []
+
+    def stop():
+        return len([r for r in seen if r.stage == "train"]) >= 2
+
+    for rep in adapt(img, clicks, loaded, AdaptSettings(**FAST | {"max_iters": 1000}), source_data=source, stop=stop):
+        seen.append(rep)
+    assert seen[-1].stage == "done" and seen[-1].message.startswith("stopped")
+    assert max(r.step for r in seen) == 2
+
+
+def test_clicks_added_while_running_are_taken_up(setup):
+    img, _, loaded, source, clicks = setup
+    current = {"pts": clicks[:1]}
+    gen = adapt(img, None, loaded, AdaptSettings(**FAST), source_data=source, get_clicks=lambda: current["pts"])
+    counts = []
+    for rep in gen:
+        if rep.stage == "label":
+            counts.append(rep.n_clicks)
+            current["pts"] = clicks  # the user clicks once more during the first round
+    assert counts == [1, 2]
+
+
+def test_uda_with_zero_clicks_runs_the_same_path(setup):
+    img, _, loaded, source, _ = setup
+    reports = list(adapt(img, np.zeros((0, 3)), loaded, AdaptSettings(**FAST), source_data=source))
+    assert reports[-1].stage == "done" and reports[-1].n_clicks == 0
+
+
+def test_bad_clicks_are_refused_with_a_message(setup):
+    img, _, loaded, source, _ = setup
+    with pytest.raises(InputError, match="outside"):
+        list(adapt(img, np.array([[0, 500, 10]]), loaded, AdaptSettings(**FAST), source_data=source))
+
+
+def test_adapted_model_saves_with_provenance_and_reloads(setup, tmp_path):
+    img, _, loaded, source, clicks = setup
+    last = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))[-1]
+    path = save_adapted(tmp_path / "a.pt", loaded, AdaptSettings(**FAST), clicks, last, image_path="t.tif")
+    back = load_checkpoint(path)
+    info = back.meta["adaptations"][-1]
+    assert info["n_clicks"] == 2 and info["steps"] == 6 and info["clicks_zyx"][1] == [2, 60, 30]
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(back.model(x)["seg"], loaded.model.cpu()(x)["seg"])
+
+
+def test_selection_score_rewards_agreeing_heads_and_covered_clicks():
+    prob = np.zeros((1, 40, 40), np.float32)
+    prob[0, 5:15, 5:15] = 1
+    heat = np.zeros_like(prob)
+    heat[0, 10, 10] = 1.0
+    clicks = {0: np.array([[10.0, 10.0]])}
+    good = selection_score(prob, heat, clicks, [0])
+    assert good == pytest.approx(1.0)
+    heat_off = np.zeros_like(prob)
+    heat_off[0, 30, 30] = 1.0  # the detector disagrees with the segmentation
+    assert selection_score(prob, heat_off, clicks, [0]) == pytest.approx(0.5)
+    assert selection_score(prob, heat, {0: np.array([[35.0, 35.0]])}, [0]) == pytest.approx(0.5)

@@ -1,0 +1,81 @@
+"""The `mito-wda` command line on small synthetic data with a tiny real checkpoint."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_mito_wda.cli import main
+from napari_mito_wda.core.io import read_volume, write_labels_tiff
+from napari_mito_wda.core.synthetic import make_volume
+
+
+@pytest.fixture
+def em_tif(tmp_path):
+    img, inst = make_volume((3, 64, 80), n_objects=5, seed=2)
+    tifffile.imwrite(tmp_path / "em.tif", img, imagej=True, resolution=(1 / 4.0, 1 / 4.0),
+                     metadata={"axes": "ZYX", "spacing": 40.0, "unit": "nm"})
+    write_labels_tiff(tmp_path / "gt.tif", inst)
+    return tmp_path / "em.tif"
+
+
+def test_predict_writes_instances_with_shape_and_voxel_size(em_tif, tiny_ckpt, tmp_path):
+    out = tmp_path / "pred.tif"
+    assert main(["predict", str(em_tif), "-o", str(out), "--model", str(tiny_ckpt), "--device", "cpu"]) == 0
+    vol = read_volume(out)
+    assert vol.data.shape == (3, 64, 80) and vol.data.dtype == np.uint16
+    assert vol.voxel_size == pytest.approx((40.0, 4.0, 4.0))
+
+
+def test_predict_refuses_to_overwrite_with_one_line_error(em_tif, tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "pred.tif"
+    out.write_bytes(b"keep me")
+    assert main(["predict", str(em_tif), "-o", str(out), "--model", str(tiny_ckpt)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and "Traceback" not in err
+    assert out.read_bytes() == b"keep me"
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["predict", "{missing}", "-o", "{out}"], "no such file"),
+        (["predict", "{em}", "-o", "{out}", "--model", "{missing}"], "no such model file"),
+        (["predict", "{rgb}", "-o", "{out}"], "RGB"),
+        (["evaluate", "{em}", "{small}"], "differ in shape"),
+    ],
+)
+def test_bad_inputs_exit_non_zero_with_clear_message(args, words, em_tif, tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "rgb.tif", np.zeros((64, 64, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(tmp_path / "small.tif", np.zeros((2, 32, 32), np.uint8), photometric="minisblack")
+    paths = {"missing": tmp_path / "nope.tif", "out": tmp_path / "o.tif", "em": em_tif,
+             "rgb": tmp_path / "rgb.tif", "small": tmp_path / "small.tif"}
+    assert main([a.format(**paths) for a in args]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.startswith("mito-wda: error:") and "Traceback" not in err
+
+
+def test_evaluate_prints_table_and_writes_json(em_tif, tmp_path, capsys):
+    gt = tmp_path / "gt.tif"
+    assert main(["evaluate", str(gt), str(gt), "--json", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr().out
+    assert "dice" in out and "1.0000" in out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["dice"] == 1.0 and metrics["aji"] == 1.0 and len(metrics["per_slice"]) == 3
+
+
+def test_demo_writes_instances_metrics_and_picture(tiny_ckpt, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(tiny_ckpt)]) == 0
+    (run,) = list((tmp_path / "d").iterdir())
+    assert {p.name for p in run.iterdir()} == {"source_instances.tif", "metrics.json", "demo.png"}
+    assert tifffile.imread(run / "source_instances.tif").shape == (16, 384, 512)
+    assert "dice" in json.loads((run / "metrics.json").read_text())["source_model"]
+    assert (run / "demo.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_module_entry_point_and_version():
+    out = subprocess.run([sys.executable, "-m", "napari_mito_wda", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "napari-mito-wda" in out.stdout
