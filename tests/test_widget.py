@@ -67,14 +67,15 @@ def test_click_counter_text():
 
 
 @pytest.mark.gui
-def test_predict_and_export_on_synthetic_sample(
+def test_predict_and_export_on_lucchi_sample(
     viewer_and_widget, default_model_file, wait_worker, tmp_path, captured_errors
 ):
     from napari.layers import Image, Labels
 
     viewer, widget = viewer_and_widget
     assert widget.device_label.text().startswith("Device: ")
-    viewer.open_sample("napari-mito-wda", "synthetic")
+    # The real EM sample: the shipped model is meant for EM, not for the synthetic look-alike.
+    viewer.open_sample("napari-mito-wda", "lucchi")
     image = next(ly for ly in viewer.layers if isinstance(ly, Image))
     image.scale = SCALE
     assert widget.image_combo.currentText() == image.name

