@@ -8,7 +8,7 @@ slices, the naive click baseline, and the ablations (one component off at a time
     .venv/bin/python benchmarks/bench_adaptation.py --minutes 8 [--rows wda15,uda,...] [--seeds 0,1,2]
     .venv/bin/python benchmarks/bench_adaptation.py --quick      # 2-minute budget, 20 test slices
 
-Results are appended to benchmarks/cache/adaptation_results.jsonl as they come (a stopped run loses
+Results are appended to benchmarks/results/adaptation_results.jsonl as they come (a stopped run loses
 nothing) and the table in docs/benchmarks.md is rebuilt from that file.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, markdown_table, peak_rss_mb, run_child, update_section  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "cache" / "adaptation_results.jsonl"
+RESULTS = ROOT / "benchmarks" / "results" / "adaptation_results.jsonl"
 
 # name -> (clicks, settings overrides, description)
 ROWS = {
@@ -39,6 +39,11 @@ ROWS = {
     "pixel": ("15%", {"pseudo": "pixel"}, "ablation: pixel-confidence pseudo-labels instead of IPL, 15%"),
     "no_det": ("15%", {"detection": False}, "ablation: no target detection (IPL = clicked components only), 15%"),
     "no_adabn": ("15%", {"adabn": False}, "ablation: no AdaBN at the start, 15%"),
+    "wda15_mixed_bn": ("15%", {"target_bn_stats": False},
+                       "ablation: BatchNorm running statistics from source and target batches, 15%"),
+    "naive_mixed_bn": ("15%", {"pseudo": "naive", "cross_teaching": False, "contrastive": False,
+                               "stage1_rounds": 0, "stage2_rounds": 3, "target_bn_stats": False},
+                       "naive, BatchNorm running statistics from source and target batches"),
 }
 
 
@@ -84,7 +89,10 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int) -
     adapt_s = time.perf_counter() - t0
     seg = segment_volume(test, loaded, dev)
     m = evaluate_volume(seg.labels, test_lab, per_slice=False)
-    return m | {"row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
+    from napari_mito_wda.core.provenance import provenance
+
+    prov = provenance()
+    return m | {"commit": prov["commit"], "date": prov["date"][:10], "row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
                 "n_clicks": 0 if clicks is None else len(clicks), "test_slices": test_slices,
                 "peak_rss_mb": peak_rss_mb(), "device": dev.describe()}
 
@@ -107,6 +115,8 @@ def render(results: list[dict]) -> str:
                      rs[0]["n_clicks"], len(rs)])
     prov = provenance()
     r0 = results[0]
+    commits = ", ".join(sorted({r.get("commit", "?") for r in results}))
+    dates = ", ".join(sorted({r.get("date", "?") for r in results}))
     table = markdown_table(["run (Lucchi test)", "Dice", "IoU", "Dice (slice mean)", "AJI", "PQ", "adapt min",
                             "iterations", "clicks", "seeds"], rows)
     return f"""## Adaptation VNC III -> Lucchi (adapt on train, score on test)
@@ -114,13 +124,18 @@ def render(results: list[dict]) -> str:
 Budget {r0['minutes']} min of adaptation per row on {r0['device']}; scored on the first {r0['test_slices']}
 Lucchi test slices (pooled Dice/IoU; AJI/PQ per slice on 2D components). Clicks simulated at the innermost
 pixel of 15% of the 2D objects of every train slice (fixed seed), or 50 clicks on 5 slices. ± is the standard
-deviation over seeds. Rows with one seed are single measurements.
+deviation over seeds. Rows with one seed are single measurements. Every adapting row starts with AdaBN and,
+unless marked "mixed", lets only target batches update the BatchNorm running statistics (the default
+since the first measurement showed mixing undoes AdaBN). The naive row is the baseline of method.md's
+lessons (which scored 0.31 there with a much weaker source model); here it trains with the same loop,
+AdaBN and source replay, only its pseudo-labels differ.
 
 {table}
 
-Measured {prov['date']} at commit {prov['commit']} on {prov['machine']}. Reproduce:
+Measured {dates} at commits {commits} on {prov['machine']}, one row at a time on an otherwise idle
+machine. Reproduce:
 `.venv/bin/python benchmarks/bench_adaptation.py --minutes {r0['minutes']} --test-slices {r0['test_slices']}`
-(raw results: `benchmarks/cache/adaptation_results.jsonl`).
+(raw results: `benchmarks/results/adaptation_results.jsonl`).
 """
 
 
@@ -128,6 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--row", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--render", action="store_true", help="only rebuild the docs table from the saved results")
     ap.add_argument("--rows", default="source,adabn,uda,wda15,wda50,naive,no_con,no_ct,pixel,no_det")
     ap.add_argument("--minutes", type=float, default=8.0)
     ap.add_argument("--seeds", default="0")
@@ -144,7 +160,7 @@ def main() -> None:
     if not (SHARED / "lucchi" / "train_image.tif").exists():
         sys.exit(f"needs the Lucchi data in {SHARED / 'lucchi'}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    for row in a.rows.split(","):
+    for row in [] if a.render else a.rows.split(","):
         if row not in ROWS:
             sys.exit(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
         for seed in (int(s) for s in a.seeds.split(",")):

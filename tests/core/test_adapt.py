@@ -139,3 +139,17 @@ def test_short_adaptation_beats_the_source_model_on_shifted_synthetic_data():
     after = quality(loaded.model)
     assert after["aji"] > before["aji"] + 0.1 and after["pq"] > before["pq"] + 0.1, (before, after)
     assert after["dice"] > before["dice"]
+
+
+def test_source_batches_can_leave_running_batchnorm_statistics_alone():
+    from napari_mito_wda.core.adapt import _frozen_bn_stats
+
+    model = MultiTaskUNet(ModelConfig(base=4, depth=2)).train()
+    bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
+    before = bn.running_mean.clone()
+    with _frozen_bn_stats(model, True):
+        model(torch.rand(2, 1, 32, 32) * 5)
+    assert torch.equal(before, bn.running_mean) and bn.momentum == 0.1
+    with _frozen_bn_stats(model, False):
+        model(torch.rand(2, 1, 32, 32) * 5)
+    assert not torch.equal(before, bn.running_mean)
