@@ -91,7 +91,7 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: torch.device 
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "GLOBAL" not in str(exc) and "global" not in str(exc):  # junk bytes fail in the unpickler too
+        if "global" not in str(exc).lower():  # junk bytes fail in the unpickler too
             raise CheckpointError(f"{path}: not a readable model file (corrupt or truncated?): {exc}") from exc
         raise CheckpointError(
             f"{path}: refused, the file contains Python objects other than tensors (it could run code); "
