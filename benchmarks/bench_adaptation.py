@@ -32,6 +32,7 @@ ROWS = {
     "uda": ("none", {}, "UDA: full method, 0 clicks"),
     "wda15": ("15%", {}, "WDA: full method, 15% clicks"),
     "wda50": ("50", {}, "WDA: full method, 50 clicks on 5 slices"),
+    "supervised": ("labels", {}, "supervised upper bound: source model fine-tuned on all Lucchi train labels"),
     "naive": ("15%", {"pseudo": "naive", "cross_teaching": False, "contrastive": False, "stage1_rounds": 0,
                       "stage2_rounds": 3}, "naive: click disks = mito, p < 0.05 = background, 15% clicks"),
     "no_con": ("15%", {"contrastive": False}, "ablation: no contrastive loss, 15%"),
@@ -47,7 +48,7 @@ ROWS = {
 }
 
 
-def child(row: str, minutes: float, seed: int, test_slices: int, threads: int) -> dict:
+def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, concurrent: int) -> dict:
     import tifffile
     import torch
 
@@ -78,6 +79,12 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int) -
     steps = 0
     if clicks_kind is None:
         pass
+    elif clicks_kind == "labels":
+        from napari_mito_wda.core.training import FitSettings, fit, prepare_slices
+
+        planes = prepare_slices(train, train_lab, loaded.model.config.downsample, 6.0)
+        for rep in fit(planes, FitSettings(minutes=minutes, lr=1e-3, seed=seed), model=loaded.model, dev=dev):
+            steps = rep.step
     elif over.get("adabn_only"):
         f = loaded.model.config.downsample
         adabn(loaded.model, [to_working(normalize_slice(s), f) for s in train], dev, 256, seed=seed)
@@ -94,7 +101,8 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int) -
     prov = provenance()
     return m | {"commit": prov["commit"], "date": prov["date"][:10], "row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
                 "n_clicks": 0 if clicks is None else len(clicks), "test_slices": test_slices,
-                "peak_rss_mb": peak_rss_mb(), "device": dev.describe()}
+                "peak_rss_mb": peak_rss_mb(), "device": dev.describe(), "threads": threads,
+                "concurrent": concurrent}
 
 
 def render(results: list[dict]) -> str:
@@ -132,9 +140,10 @@ AdaBN and source replay, only its pseudo-labels differ.
 
 {table}
 
-Measured {dates} at commits {commits} on {prov['machine']}, one row at a time on an otherwise idle
-machine. Reproduce:
-`.venv/bin/python benchmarks/bench_adaptation.py --minutes {r0['minutes']} --test-slices {r0['test_slices']}`
+Measured {dates} at commits {commits} on {prov['machine']}, {r0.get('threads', 2)} torch thread(s) per row,
+{r0.get('concurrent', 1)} row(s) running side by side (the iterations column shows what the budget bought).
+Reproduce:
+`.venv/bin/python benchmarks/bench_adaptation.py --minutes {r0['minutes']} --test-slices {r0['test_slices']} --threads {r0.get('threads', 2)}`
 (raw results: `benchmarks/results/adaptation_results.jsonl`).
 """
 
@@ -150,12 +159,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--test-slices", type=int, default=80)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--concurrent", type=int, default=1,
+                    help="how many benchmark processes run side by side (recorded with the results)")
     ap.add_argument("--quick", action="store_true", help="2-minute budget, 20 test slices")
     a = ap.parse_args()
     if a.quick:
         a.minutes, a.test_slices = 2.0, 20
     if a.child:
-        print(json.dumps(child(a.row, a.minutes, a.seed, a.test_slices, a.threads)))
+        print(json.dumps(child(a.row, a.minutes, a.seed, a.test_slices, a.threads, a.concurrent)))
         return
     if not (SHARED / "lucchi" / "train_image.tif").exists():
         sys.exit(f"needs the Lucchi data in {SHARED / 'lucchi'}")
@@ -165,13 +176,15 @@ def main() -> None:
             sys.exit(f"unknown row {row!r}; choose from {', '.join(ROWS)}")
         for seed in (int(s) for s in a.seeds.split(",")):
             r = run_child(Path(__file__), ["--row", row, "--minutes", str(a.minutes), "--seed", str(seed),
-                                           "--test-slices", str(a.test_slices), "--threads", str(a.threads)])
+                                           "--test-slices", str(a.test_slices), "--threads", str(a.threads),
+                                           "--concurrent", str(a.concurrent)])
             with open(RESULTS, "a") as fh:
                 fh.write(json.dumps(r) + "\n")
             print(f"{row} seed {seed}: Dice {r['dice']:.3f} AJI {r['aji']:.3f} PQ {r['pq']:.3f} "
                   f"({r['adapt_s'] / 60:.1f} min, {r['steps']} steps)", flush=True)
     results = [json.loads(line) for line in open(RESULTS)]
-    same = [r for r in results if r["minutes"] == a.minutes and r["test_slices"] == a.test_slices]
+    same = [r for r in results if r["minutes"] == a.minutes and r["test_slices"] == a.test_slices
+            and r.get("threads", 2) == a.threads]
     body = render(same)
     update_section("adaptation", body)
     print(body)
