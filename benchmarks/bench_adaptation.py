@@ -48,7 +48,8 @@ ROWS = {
 }
 
 
-def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, concurrent: int) -> dict:
+def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, concurrent: int,
+          iters: int | None = None) -> dict:
     import tifffile
     import torch
 
@@ -83,14 +84,14 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
         from napari_mito_wda.core.training import FitSettings, fit, prepare_slices
 
         planes = prepare_slices(train, train_lab, loaded.model.config.downsample, 6.0)
-        for rep in fit(planes, FitSettings(minutes=minutes, lr=1e-3, seed=seed), model=loaded.model, dev=dev):
+        for rep in fit(planes, FitSettings(minutes=minutes, lr=1e-3, seed=seed, max_iters=iters or 100_000), model=loaded.model, dev=dev):
             steps = rep.step
     elif over.get("adabn_only"):
         f = loaded.model.config.downsample
         adabn(loaded.model, [to_working(normalize_slice(s), f) for s in train], dev, 256, seed=seed)
     else:
         settings = AdaptSettings(minutes=minutes, seed=seed, click_fraction=0.15 if clicks_kind == "15%" else None,
-                                 **over)
+                                 max_iters=iters, **over)
         for rep in adapt(train, clicks, loaded, settings, dev=dev):
             steps = rep.step
     adapt_s = time.perf_counter() - t0
@@ -102,7 +103,7 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
     return m | {"commit": prov["commit"], "date": prov["date"][:10], "row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
                 "n_clicks": 0 if clicks is None else len(clicks), "test_slices": test_slices,
                 "peak_rss_mb": peak_rss_mb(), "device": dev.describe(), "threads": threads,
-                "concurrent": concurrent}
+                "concurrent": concurrent, "max_iters": iters}
 
 
 def render(results: list[dict]) -> str:
@@ -125,11 +126,18 @@ def render(results: list[dict]) -> str:
     r0 = results[0]
     commits = ", ".join(sorted({r.get("commit", "?") for r in results}))
     dates = ", ".join(sorted({r.get("date", "?") for r in results}))
+    if r0.get("max_iters"):
+        budget = (f"{r0['max_iters']} training iterations per row (an iteration budget, so that CPU contention "
+                  f"cannot shrink it; the wall time it took is in the table), on {r0['device']}")
+        cmd_budget = f"--iters {r0['max_iters']} --minutes {r0['minutes']:g}"
+    else:
+        budget = f"{r0['minutes']} min of adaptation per row on {r0['device']}"
+        cmd_budget = f"--minutes {r0['minutes']:g}"
     table = markdown_table(["run (Lucchi test)", "Dice", "IoU", "Dice (slice mean)", "AJI", "PQ", "adapt min",
                             "iterations", "clicks", "seeds"], rows)
     return f"""## Adaptation VNC III -> Lucchi (adapt on train, score on test)
 
-Budget {r0['minutes']} min of adaptation per row on {r0['device']}; scored on the first {r0['test_slices']}
+Budget: {budget}; scored on the first {r0['test_slices']}
 Lucchi test slices (pooled Dice/IoU; AJI/PQ per slice on 2D components). Clicks simulated at the innermost
 pixel of 15% of the 2D objects of every train slice (fixed seed), or 50 clicks on 5 slices. ± is the standard
 deviation over seeds. Rows with one seed are single measurements. Every adapting row starts with AdaBN and,
@@ -143,7 +151,7 @@ AdaBN and source replay, only its pseudo-labels differ.
 Measured {dates} at commits {commits} on {prov['machine']}, {r0.get('threads', 2)} torch thread(s) per row,
 {r0.get('concurrent', 1)} row(s) running side by side (the iterations column shows what the budget bought).
 Reproduce:
-`.venv/bin/python benchmarks/bench_adaptation.py --minutes {r0['minutes']} --test-slices {r0['test_slices']} --threads {r0.get('threads', 2)}`
+`.venv/bin/python benchmarks/bench_adaptation.py {cmd_budget} --test-slices {r0['test_slices']} --threads {r0.get('threads', 2)}`
 (raw results: `benchmarks/results/adaptation_results.jsonl`).
 """
 
@@ -161,12 +169,14 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--concurrent", type=int, default=1,
                     help="how many benchmark processes run side by side (recorded with the results)")
+    ap.add_argument("--iters", type=int, default=None,
+                    help="also cap every row at this many iterations (a budget that CPU contention cannot shrink)")
     ap.add_argument("--quick", action="store_true", help="2-minute budget, 20 test slices")
     a = ap.parse_args()
     if a.quick:
         a.minutes, a.test_slices = 2.0, 20
     if a.child:
-        print(json.dumps(child(a.row, a.minutes, a.seed, a.test_slices, a.threads, a.concurrent)))
+        print(json.dumps(child(a.row, a.minutes, a.seed, a.test_slices, a.threads, a.concurrent, a.iters)))
         return
     if not (SHARED / "lucchi" / "train_image.tif").exists():
         sys.exit(f"needs the Lucchi data in {SHARED / 'lucchi'}")
@@ -177,14 +187,16 @@ def main() -> None:
         for seed in (int(s) for s in a.seeds.split(",")):
             r = run_child(Path(__file__), ["--row", row, "--minutes", str(a.minutes), "--seed", str(seed),
                                            "--test-slices", str(a.test_slices), "--threads", str(a.threads),
-                                           "--concurrent", str(a.concurrent)])
+                                           "--concurrent", str(a.concurrent)]
+                          + (["--iters", str(a.iters)] if a.iters else []))
             with open(RESULTS, "a") as fh:
                 fh.write(json.dumps(r) + "\n")
             print(f"{row} seed {seed}: Dice {r['dice']:.3f} AJI {r['aji']:.3f} PQ {r['pq']:.3f} "
                   f"({r['adapt_s'] / 60:.1f} min, {r['steps']} steps)", flush=True)
     results = [json.loads(line) for line in open(RESULTS)]
-    same = [r for r in results if r["minutes"] == a.minutes and r["test_slices"] == a.test_slices
-            and r.get("threads", 2) == a.threads]
+    # One table per budget: an iteration cap when given (contention cannot shrink it), else the minutes.
+    same = [r for r in results if r["test_slices"] == a.test_slices and r.get("max_iters") == a.iters
+            and (a.iters or (r["minutes"] == a.minutes and r.get("threads", 2) == a.threads))]
     body = render(same)
     update_section("adaptation", body)
     print(body)

@@ -386,7 +386,8 @@ def adapt(
         while time.perf_counter() < round_end and (iters_left is None or it_round < iters_left):
             if stop is not None and stop():
                 break
-            frac = min(1.0, (time.perf_counter() - t0) / budget)
+            # Schedule progress: whichever budget (time or iterations) is closer to running out.
+            frac = min(1.0, max((time.perf_counter() - t0) / budget, step / s.max_iters if s.max_iters else 0.0))
             for g in opt.param_groups:
                 g["lr"] = s.lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * frac))
             losses = {}
