@@ -277,6 +277,8 @@ class MitoWidget(AdaptSection, QWidget):
         if not isinstance(layer, Points):
             shape = image.data.shape[-2:]
             size = max(3.0, min(shape) / 40.0) * float(np.min(image.scale[-2:]))
+            # Same units as the image: napari drops the scale bar's units when layers disagree.
+            units = getattr(image, "units", None)
             layer = self.viewer.add_points(
                 np.empty((0, image.ndim)),
                 ndim=image.ndim,
@@ -286,6 +288,7 @@ class MitoWidget(AdaptSection, QWidget):
                 size=size,
                 face_color="yellow",
                 border_color="black",
+                **({"units": units} if units is not None else {}),
             )
         self._set_points_layer(layer)
         self.viewer.layers.selection.active = layer
