@@ -51,6 +51,8 @@ class LossPlot(QWidget):
         ax.tick_params(colors=_FG, labelsize=7)
         for spine in ax.spines.values():
             spine.set_color("#606060")
+        self._hint = ax.text(0.5, 0.5, "losses appear here while adapting", transform=ax.transAxes,
+                             ha="center", va="center", color="#909090", fontsize=8)
 
     def clear(self) -> None:
         self.series.clear()
@@ -87,6 +89,7 @@ class LossPlot(QWidget):
             else:
                 line.set_data(steps, values)
         if self.series:
+            self._hint.set_visible(False)
             self.ax.relim()
             self.ax.autoscale_view()
         self.canvas.draw_idle()

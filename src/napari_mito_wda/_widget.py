@@ -276,7 +276,7 @@ class MitoWidget(AdaptSection, QWidget):
         layer = self._layer(name)
         if not isinstance(layer, Points):
             shape = image.data.shape[-2:]
-            size = max(3.0, min(shape) / 40.0) * float(np.min(image.scale[-2:]))
+            size = max(3.0, min(shape) / 40.0)  # in the layer's data units (pixels): napari applies the scale
             # Same units as the image: napari drops the scale bar's units when layers disagree.
             units = getattr(image, "units", None)
             layer = self.viewer.add_points(
@@ -418,7 +418,7 @@ class MitoWidget(AdaptSection, QWidget):
     @property
     def _action_buttons(self) -> list:
         return [self.predict_button, self.adapt_button, self.export_button, self.model_button,
-                self.save_model_button, self.add_points_button]
+                self.save_model_button]
 
     def _start_worker(self, gen_func, args, kwargs, on_returned, button=None, on_yielded=None,
                       what: str = "Prediction"):
@@ -438,7 +438,8 @@ class MitoWidget(AdaptSection, QWidget):
         self._worker_what = what
         self._running_button = button
         for b in self._action_buttons:
-            b.setEnabled(b is button and button is not self.add_points_button)
+            b.setEnabled(b is button)
+        self.image_combo.setEnabled(False)  # the running job's image and clicks must not change under it
         if button is not None:
             button.setText("Stop")
         worker.start()
@@ -497,8 +498,9 @@ class MitoWidget(AdaptSection, QWidget):
         layer.metadata["mito_wda"] = provenance
         self.labels_combo.setCurrentText(layer.name)
         self.progress_bar.setValue(self.progress_bar.maximum())
+        which = " with the adapted model" if job.get("adaptation") else ""
         self._info(
-            f"{result.n_instances} instances in {job['image_name']!r} ({result.seconds:.1f} s, {result.device})."
+            f"{result.n_instances} instances in {job['image_name']!r}{which} ({result.seconds:.1f} s, {result.device})."
         )
 
     def _on_worker_error(self, exc: BaseException) -> None:
@@ -519,6 +521,7 @@ class MitoWidget(AdaptSection, QWidget):
         self.adapt_button.setText(ADAPT_TEXT)
         for b in self._action_buttons:
             b.setEnabled(True)
+        self.image_combo.setEnabled(True)
         then, self._then = self._then, None
         if then is not None:
             then()
