@@ -184,6 +184,22 @@ def test_adapted_model_saved_loaded_and_used_by_the_cli(
 
 
 @pytest.mark.gui
+def test_adapt_on_a_2d_image(viewer_and_widget, target, adaptable_model_file, wait_worker):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(target[1], name="slice", scale=SCALE[1:])
+    widget.set_model_path(adaptable_model_file)
+    widget.add_points_layer().add([[40, 40], [30, 60]])
+    widget.adapt_overrides = dict(TINY_ADAPT, max_iters=2)
+    assert widget.adapt() is not None, widget.status_label.text()
+    assert not widget.image_combo.isEnabled()  # the image cannot change under a running job
+    wait_worker(widget)
+    layer = viewer.layers["slice instances"]
+    assert layer.data.shape == target.shape[1:] and tuple(layer.scale) == SCALE[1:]
+    assert widget.live_updates >= 1 and widget._adapt_runs[0]["n_clicks"] == 2
+    assert widget.image_combo.isEnabled() and "fail" not in widget.status_label.text().lower()
+
+
+@pytest.mark.gui
 def test_adapt_input_errors_are_messages(
     viewer_and_widget, small_volume, random_model_file, tmp_path, wait_worker, captured_errors
 ):

@@ -80,19 +80,22 @@ def adapt_iter(
     view_z: Callable[[], int | None] | None = None,
     n_preview: int = 8,
     with_maps: bool = False,
+    preview_every_s: float = 4.0,
 ):
     """Adapt a copy of `model` (a LoadedModel; None = load `model_path`, None = shipped) to `image`.
 
     Yields AdaptUpdate; returns AdaptResult. The caller's model is never modified (a copy is trained),
     so an error half-way leaves the widget's current model intact. resume=True skips AdaBN (the model
     already carries this dataset's statistics), as `mito-wda adapt --resume` does.
-    `view_z()` names the slice in view; the previews are the predicted slices closest to it.
+    `view_z()` names the slice in view; the previews are the predicted slices closest to it. Rounds
+    can take minutes, so during training the slice in view is also predicted with the network as it
+    is, every `preview_every_s` seconds (a single slice: a few percent of the training time).
     """
     from .core.adapt import AdaptReport, AdaptSettings, adapt
     from .core.checkpoint import load_model
     from .core.device import pick_device
     from .core.io import validate_image
-    from .core.live import nearest_slices, preview_slices
+    from .core.live import current_preview, nearest_slices, preview_slices
 
     stop = stop_event or threading.Event()
     volume = validate_image(np.asarray(image), "image")  # (Z, Y, X); a 2D image becomes one slice
@@ -109,11 +112,19 @@ def adapt_iter(
             model = load_model(model_path, device=dev.device)
         work = copy.deepcopy(model)
         last = None
+        last_preview = time.perf_counter()
         for rep in adapt(volume, clicks.get(), work, settings, dev=dev, stop=stop.is_set, get_clicks=clicks.get):
             previews = []
+            z_view = view_z() if view_z else None
             if rep.prediction is not None:
-                zs = nearest_slices(rep.prediction["slices"], view_z() if view_z else None, n_preview)
+                zs = nearest_slices(rep.prediction["slices"], z_view, n_preview)
                 previews = preview_slices(rep.prediction, volume.shape[1:], zs, with_maps=with_maps)
+                last_preview = time.perf_counter()
+            elif (rep.stage == "train" and z_view is not None and not stop.is_set()
+                  and time.perf_counter() - last_preview >= preview_every_s):
+                z = int(np.clip(z_view, 0, volume.shape[0] - 1))
+                previews = [current_preview(work.model, volume[z], z, dev, with_maps=with_maps)]
+                last_preview = time.perf_counter()
             last = dataclasses.replace(rep, prediction=None)
             yield AdaptUpdate(last, previews)
     finally:

@@ -276,7 +276,7 @@ class MitoWidget(AdaptSection, QWidget):
         layer = self._layer(name)
         if not isinstance(layer, Points):
             shape = image.data.shape[-2:]
-            size = max(3.0, min(shape) / 40.0)  # in the layer's data units (pixels): napari applies the scale
+            size = max(5.0, min(shape) / 30.0)  # in the layer's data units (pixels): napari applies the scale
             # Same units as the image: napari drops the scale bar's units when layers disagree.
             units = getattr(image, "units", None)
             layer = self.viewer.add_points(

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_mito_wda.core.live import TRUSTED_MITO, UNSURE, nearest_slices, preview_slices
+from napari_mito_wda.core.live import TRUSTED_MITO, UNSURE, current_preview, nearest_slices, preview_slices
 
 
 def test_nearest_slices_prefers_the_view():
@@ -40,3 +40,19 @@ def test_preview_without_maps_and_unknown_slice():
     assert p.heat is None and p.trusted is None and p.labels.max() == 1
     with pytest.raises(KeyError):
         preview_slices(pred, (32, 48), [7])
+
+
+def test_current_preview_leaves_a_training_network_as_it_was(tiny_model):
+    import torch
+
+    tiny_model.train()
+    bn = [m for m in tiny_model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    stats = [m.running_mean.clone() for m in bn]
+    img = (np.random.default_rng(0).random((40, 56)) * 255).astype(np.uint8)
+    p = current_preview(tiny_model, img, 3, with_maps=True)
+    assert p.z == 3 and p.labels.shape == p.heat.shape == p.trusted.shape == (40, 56)
+    assert tiny_model.training  # back in training mode
+    assert all(torch.equal(m.running_mean, s) for m, s in zip(bn, stats))  # statistics untouched
+    tiny_model.eval()
+    current_preview(tiny_model, img, 0)
+    assert not tiny_model.training

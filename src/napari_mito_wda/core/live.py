@@ -3,7 +3,8 @@
 `adapt` yields {"slices", "prob", "heat"} at the network's working resolution for the slices it
 pseudo-labels. A viewer wants instance masks at the image's resolution, for the slices the user is
 looking at, without converting the whole list every round (the conversion eats into the training
-budget); hence `nearest_slices` and a cap.
+budget); hence `nearest_slices` and a cap. Rounds can last minutes, so `current_preview` also predicts
+the slice in view with the network as it trains, between two steps.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ def nearest_slices(available, near: int | None, k: int) -> list[int]:
     return sorted(avail, key=lambda z: (abs(z - int(near)), z))[:k]
 
 
+def slice_preview(z: int, prob: np.ndarray, heat: np.ndarray, t_trust: float = 0.9, with_maps: bool = False,
+                  **instance_kw) -> SlicePreview:
+    """Instances (and optionally the heatmap and trusted map) of one slice from full-resolution maps."""
+    labels = instances_2d(prob, heat, **instance_kw)
+    trusted = None
+    if with_maps:
+        pl = pixel_confidence_pseudo_labels(prob, t_trust)
+        trusted = np.where(pl == IGNORE, UNSURE, np.where(pl == 1, TRUSTED_MITO, 0)).astype(np.uint8)
+    return SlicePreview(int(z), labels, heat.astype(np.float32) if with_maps else None, trusted)
+
+
 def preview_slices(prediction: dict, shape_yx: tuple[int, int], zs, t_trust: float = 0.9,
                    with_maps: bool = False, **instance_kw) -> list[SlicePreview]:
     """Instances (and optionally heatmap + trusted map) at full resolution for the slices zs.
@@ -52,10 +64,23 @@ def preview_slices(prediction: dict, shape_yx: tuple[int, int], zs, t_trust: flo
         k = index[int(z)]
         prob = to_full(np.asarray(prediction["prob"][k], np.float32), shape_yx)
         heat = to_full(np.asarray(prediction["heat"][k], np.float32), shape_yx)
-        labels = instances_2d(prob, heat, **instance_kw)
-        trusted = None
-        if with_maps:
-            pl = pixel_confidence_pseudo_labels(prob, t_trust)
-            trusted = np.where(pl == IGNORE, UNSURE, np.where(pl == 1, TRUSTED_MITO, 0)).astype(np.uint8)
-        out.append(SlicePreview(int(z), labels, heat.astype(np.float32) if with_maps else None, trusted))
+        out.append(slice_preview(z, prob, heat, t_trust, with_maps, **instance_kw))
     return out
+
+
+def current_preview(model, image_2d: np.ndarray, z: int, dev=None, with_maps: bool = False,
+                    **instance_kw) -> SlicePreview:
+    """Preview one raw slice with a network in the middle of training (between two optimiser steps).
+
+    Predicts in eval mode (BatchNorm running statistics used, not updated; no gradients) and puts the
+    network back in the mode it was in, so the training loop goes on unaffected.
+    """
+    from .inference import predict_slice
+
+    was_training = model.training
+    model.eval()
+    try:
+        prob, heat = predict_slice(model, image_2d, dev)
+    finally:
+        model.train(was_training)
+    return slice_preview(z, prob, heat, with_maps=with_maps, **instance_kw)
