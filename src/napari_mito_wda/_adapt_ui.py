@@ -186,11 +186,13 @@ class AdaptSection:
             return None
         geom = {"shape": data.shape, "scale": tuple(image.scale), "translate": tuple(image.translate),
                 "units": getattr(image, "units", None)}
-        labels, why = self._with_points_on_top(get_or_add, self.viewer, f"{image.name}{self.INSTANCES_SUFFIX}",
-                                               "labels", geom, np.uint32)
+        name = f"{image.name}{self.INSTANCES_SUFFIX}"
+        self._keep_user_edits(name)  # previews overwrite slices: proofread labels move aside first
+        labels, why = self._with_points_on_top(get_or_add, self.viewer, name, "labels", geom, np.uint32)
         if labels is None:
             self._fail(f"Cannot show the masks: {why}.")
             return None
+        self._watch_edits(labels)
         self.labels_combo.setCurrentText(labels.name)
 
         resume = bool(self._adapt_runs) and self._model is not None

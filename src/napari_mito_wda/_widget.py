@@ -85,6 +85,13 @@ def _stop_on_destroy(stop: threading.Event, *_args) -> None:
     stop.set()
 
 
+EDITED_KEY = "mito_wda_edited"  # layer.metadata flag: the user painted on this instances layer
+
+
+def _mark_edited(layer, *_args) -> None:
+    layer.metadata[EDITED_KEY] = True
+
+
 class MitoWidget(AdaptSection, QWidget):
     """Segment mitochondria in the selected EM image, adapt the model to it, export the instances."""
 
@@ -100,6 +107,7 @@ class MitoWidget(AdaptSection, QWidget):
         self._worker_what = "Prediction"
         self._running_button = None
         self._then = None  # callable run once the current worker has finished (e.g. predict after adapt)
+        self._watched: set[int] = set()  # instances layers whose paint events we follow
         self._stop_event = threading.Event()
         self._device_text = "detecting…"
         self._init_adapt_state()
@@ -256,6 +264,24 @@ class MitoWidget(AdaptSection, QWidget):
         else:
             self._fail("No image layer: open a 2D/3D EM image (File > Open, or a sample) first.")
         return None
+
+    def _watch_edits(self, layer) -> None:
+        """Follow napari's paint/fill/erase on an instances layer the plugin writes to."""
+        key = id(_unwrap(layer))
+        if key not in self._watched:
+            self._watched.add(key)
+            layer.events.paint.connect(partial(_mark_edited, layer))
+
+    def _keep_user_edits(self, name: str) -> None:
+        """Before a run overwrites the layer `name`: if the user proofread it, keep it under a new name."""
+        from napari.utils.notifications import show_info
+
+        layer = self._layer(name)
+        if layer is None or not layer.metadata.get(EDITED_KEY):
+            return
+        layer.name = f"{name} (proofread)"  # napari appends a number if that name is taken
+        layer.metadata[EDITED_KEY] = False
+        show_info(f"Mitochondria (WDA): your edits were kept in the layer {layer.name!r}.")
 
     def _on_image_changed(self, name: str) -> None:
         """Follow the image's centre points layer (if it has one) when the image changes."""
@@ -483,6 +509,7 @@ class MitoWidget(AdaptSection, QWidget):
         }
         if job.get("adaptation"):
             provenance["adaptation"] = job["adaptation"]
+        self._keep_user_edits(name)
         layer = self._layer(name)
         if isinstance(layer, Labels) and layer.ndim == result.labels.ndim:
             layer.data = result.labels
@@ -496,6 +523,7 @@ class MitoWidget(AdaptSection, QWidget):
                 result.labels, name=name, scale=job["scale"], translate=job["translate"], **kwargs
             )
         layer.metadata["mito_wda"] = provenance
+        self._watch_edits(layer)
         self.labels_combo.setCurrentText(layer.name)
         self.progress_bar.setValue(self.progress_bar.maximum())
         which = " with the adapted model" if job.get("adaptation") else ""
