@@ -298,8 +298,11 @@ class AdaptSection:
     def _on_adapted(self, job: dict, result) -> None:
         if result is None:
             return
+        from ._adapt_worker import release_memory
+
         last = result.last
         self._model = result.model
+        release_memory()  # the replaced model's GPU memory goes back now, not when napari closes
         self._adapt_result = result
         self._saved_model_path = None
         self._adapt_runs.append({
