@@ -317,7 +317,11 @@ class AdaptSection:
         self._update_model_label()
         head = "Stopped: the best model so far is kept" if result.stopped else "Adaptation finished"
         score = f", label-free score {last.best_score:.3f}" if last.best_score is not None else ""
+        if self._layer(job["image_name"]) is None:  # the image was closed meanwhile: nothing to predict
+            self._info(f"{head} ({last.step} steps{score}); the image {job['image_name']!r} is gone.")
+            return
         self._info(f"{head} ({last.step} steps in {result.seconds:.0f} s{score}). Predicting the whole image …")
+        self.image_combo.setCurrentText(job["image_name"])
         self._then = self.predict  # after `finished`: the best model segments every slice
 
     def adaptation_provenance(self) -> dict | None:
