@@ -40,9 +40,9 @@ def test_adapt_iter_yields_previews_and_trains_a_copy(target, adaptable_model_fi
     # rounds are long in real runs: the slice in view is also refreshed between training steps
     updates, _ = run_to_end(adapt_iter(target, ClickFeed([[1, 40, 40]]), model=loaded, overrides=TINY_ADAPT,
                                        view_z=lambda: 1, preview_every_s=0.0))
-    train_updates = [u for u in updates if u.report.stage == "train"]
-    assert train_updates and all(len(u.previews) == 1 and u.previews[0].z == 1 for u in train_updates)
-    assert train_updates[0].previews[0].labels.shape == target.shape[1:]
+    train_previews = [u.previews for u in updates if u.report.stage == "train" and u.previews]
+    assert train_previews and all(len(p) == 1 and p[0].z == 1 for p in train_previews)
+    assert train_previews[0][0].labels.shape == target.shape[1:]
 
     assert isinstance(result, AdaptResult) and not result.stopped and result.last.stage == "done"
     assert result.settings.max_iters == TINY_ADAPT["max_iters"] and result.clicks.shape == (2, 3)

@@ -112,19 +112,23 @@ def adapt_iter(
             model = load_model(model_path, device=dev.device)
         work = copy.deepcopy(model)
         last = None
-        last_preview = time.perf_counter()
+        # Next in-training preview not before this time; at most ~10% of the time goes to previews
+        # (a large slice can take seconds to predict on a CPU).
+        next_preview = time.perf_counter() + preview_every_s
         for rep in adapt(volume, clicks.get(), work, settings, dev=dev, stop=stop.is_set, get_clicks=clicks.get):
             previews = []
             z_view = view_z() if view_z else None
             if rep.prediction is not None:
                 zs = nearest_slices(rep.prediction["slices"], z_view, n_preview)
                 previews = preview_slices(rep.prediction, volume.shape[1:], zs, with_maps=with_maps)
-                last_preview = time.perf_counter()
+                next_preview = time.perf_counter() + preview_every_s
             elif (rep.stage == "train" and z_view is not None and not stop.is_set()
-                  and time.perf_counter() - last_preview >= preview_every_s):
+                  and time.perf_counter() >= next_preview):
                 z = int(np.clip(z_view, 0, volume.shape[0] - 1))
+                t_prev = time.perf_counter()
                 previews = [current_preview(work.model, volume[z], z, dev, with_maps=with_maps)]
-                last_preview = time.perf_counter()
+                cost = time.perf_counter() - t_prev
+                next_preview = time.perf_counter() + max(preview_every_s, 9.0 * cost)
             last = dataclasses.replace(rep, prediction=None)
             yield AdaptUpdate(last, previews)
     finally:
