@@ -118,11 +118,14 @@ def test_napari_open_and_save_use_the_plugin(make_napari_viewer, tmp_path):
     assert layer.__class__.__name__ == "Image"
     assert tuple(layer.scale) == pytest.approx((30, 5, 5))
 
-    labels = viewer.add_labels(lab, name="instances", scale=(30, 5, 5))
+    prov = {"model_path": "adapted.pt", "adaptation": {"runs": [{"steps": np.int64(12)}]}, "image": "em"}
+    labels = viewer.add_labels(lab, name="instances", scale=(30, 5, 5), metadata={"mito_wda": prov})
     out = tmp_path / "out.tif"
     saved = labels.save(str(out), plugin="napari-mito-wda")
     assert Path(saved[0]) == out and (tmp_path / "out.json").exists()
     np.testing.assert_array_equal(tifffile.imread(out), lab)
+    side = json.loads((tmp_path / "out.json").read_text())  # File > Save keeps the widget's provenance
+    assert side["model_path"] == "adapted.pt" and side["adaptation"]["runs"][0]["steps"] == 12
     before = out.read_bytes()
     with pytest.raises(FileExistsError):
         labels.save(str(out), plugin="napari-mito-wda")

@@ -209,3 +209,25 @@ def test_stop_leaves_layers_unchanged(viewer_and_widget, small_volume, random_mo
     assert "Stopped" in widget.status_label.text()
     assert "em instances" not in viewer.layers
     assert widget.predict_button.text() == "Predict" and widget.export_button.isEnabled()
+
+
+@pytest.mark.gui
+def test_proofread_labels_are_kept_when_predicting_again(
+    viewer_and_widget, small_volume, random_model_file, wait_worker
+):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(small_volume[0], name="em", scale=SCALE)
+    widget.set_model_path(random_model_file)
+    widget.predict_button.click()
+    wait_worker(widget)
+    layer = viewer.layers["em instances"]
+    layer.selected_label = 999
+    layer.paint((1, 10, 10), 999)  # the user proofreads with napari's brush
+
+    widget.predict_button.click()
+    wait_worker(widget)
+    kept = viewer.layers["em instances (proofread)"]
+    assert same_layer(kept, layer) and kept.data[1, 10, 10] == 999
+    fresh = viewer.layers["em instances"]
+    assert not same_layer(fresh, layer) and fresh.data[1, 10, 10] != 999
+    assert tuple(fresh.scale) == SCALE

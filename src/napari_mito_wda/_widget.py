@@ -10,8 +10,9 @@ Structure (thin; every computation lives in ``core`` and runs through ``_worker`
 * Every user-facing failure goes through :meth:`MitoWidget._fail`: a status line in the widget plus a
   napari error notification, never a traceback.
 
-The adaptation workflow (fine-tuning on the clicked centres) will add a "Adapt" section with its own
-generator in ``_worker.py`` and the same start/stop/report plumbing (:meth:`_start_worker`).
+* "Adapt to this dataset" (the :class:`~napari_mito_wda._adapt_ui.AdaptSection` mixin) fine-tunes the
+  model on the clicked centres with the same start/stop/report plumbing (:meth:`_start_worker`); the
+  best model then becomes the widget's current model (used by Predict, saved by "Save model…").
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+
+from ._adapt_ui import ADAPT_TEXT, AdaptSection
+from ._util import _unwrap, same_layer  # noqa: F401 (re-exported: tests and older callers import them here)
 
 if TYPE_CHECKING:
     import napari
@@ -77,21 +81,21 @@ def _usable_image(layer) -> str | None:
     return None
 
 
-def _unwrap(obj):
-    """napari hands plugins proxies (PublicOnlyProxy) of the viewer and its layers; compare the originals."""
-    return getattr(obj, "__wrapped__", obj)
-
-
-def same_layer(a, b) -> bool:
-    return a is not None and b is not None and _unwrap(a) is _unwrap(b)
-
-
 def _stop_on_destroy(stop: threading.Event, *_args) -> None:
     stop.set()
 
 
-class MitoWidget(QWidget):
-    """Segment mitochondria in the selected EM image; export the instances with provenance."""
+EDITED_KEY = "mito_wda_edited"  # layer.metadata flag: the user painted on this instances layer
+
+
+def _mark_edited(layer, *_args) -> None:
+    layer.metadata[EDITED_KEY] = True
+
+
+class MitoWidget(AdaptSection, QWidget):
+    """Segment mitochondria in the selected EM image, adapt the model to it, export the instances."""
+
+    INSTANCES_SUFFIX = INSTANCES_SUFFIX
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -100,8 +104,13 @@ class MitoWidget(QWidget):
         self._model = None  # LoadedModel cached between runs (set from the worker's result)
         self._points_layer = None
         self._worker = None
+        self._worker_what = "Prediction"
+        self._running_button = None
+        self._then = None  # callable run once the current worker has finished (e.g. predict after adapt)
+        self._watched: set[int] = set()  # instances layers whose paint events we follow
         self._stop_event = threading.Event()
         self._device_text = "detecting…"
+        self._init_adapt_state()
         self._build_ui()
         self._connect_viewer()
         self.destroyed.connect(partial(_stop_on_destroy, self._stop_event))
@@ -134,11 +143,18 @@ class MitoWidget(QWidget):
         row = QHBoxLayout()
         self.model_label = QLabel("default (shipped)")
         self.model_label.setWordWrap(True)
-        self.model_button = QPushButton("Model file…")
-        self.model_button.clicked.connect(self._choose_model)
         row.addWidget(self.model_label, 1)
-        row.addWidget(self.model_button)
         ml.addLayout(row)
+        buttons = QHBoxLayout()
+        self.model_button = QPushButton("Load model…")
+        self.model_button.setToolTip("Use a checkpoint (.pt): the shipped source model or one adapted before")
+        self.model_button.clicked.connect(self._on_load_model_clicked)
+        self.save_model_button = QPushButton("Save model…")
+        self.save_model_button.setToolTip("Save the adapted model (with its provenance) to reuse it here or in the CLI")
+        self.save_model_button.clicked.connect(self._on_save_model_clicked)
+        buttons.addWidget(self.model_button)
+        buttons.addWidget(self.save_model_button)
+        ml.addLayout(buttons)
         self.device_label = QLabel(f"Device: {self._device_text}")
         self.device_label.setToolTip("Where the network runs (set MITO_WDA_DEVICE=cpu to force the CPU)")
         ml.addWidget(self.device_label)
@@ -155,6 +171,7 @@ class MitoWidget(QWidget):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         layout.addWidget(self.predict_button)
+        self._build_adapt_ui(layout)
         layout.addWidget(self.progress_bar)
 
         export = QGroupBox("Export")
@@ -180,6 +197,7 @@ class MitoWidget(QWidget):
         ev.reordered.connect(self.refresh_layers)
         if hasattr(ev, "renamed"):
             ev.renamed.connect(self.refresh_layers)
+        self.viewer.dims.events.current_step.connect(self._on_dims_changed)
 
     # ------------------------------------------------------------ status
     def _info(self, msg: str) -> None:
@@ -247,6 +265,24 @@ class MitoWidget(QWidget):
             self._fail("No image layer: open a 2D/3D EM image (File > Open, or a sample) first.")
         return None
 
+    def _watch_edits(self, layer) -> None:
+        """Follow napari's paint/fill/erase on an instances layer the plugin writes to."""
+        key = id(_unwrap(layer))
+        if key not in self._watched:
+            self._watched.add(key)
+            layer.events.paint.connect(partial(_mark_edited, layer))
+
+    def _keep_user_edits(self, name: str) -> None:
+        """Before a run overwrites the layer `name`: if the user proofread it, keep it under a new name."""
+        from napari.utils.notifications import show_info
+
+        layer = self._layer(name)
+        if layer is None or not layer.metadata.get(EDITED_KEY):
+            return
+        layer.name = f"{name} (proofread)"  # napari appends a number if that name is taken
+        layer.metadata[EDITED_KEY] = False
+        show_info(f"Mitochondria (WDA): your edits were kept in the layer {layer.name!r}.")
+
     def _on_image_changed(self, name: str) -> None:
         """Follow the image's centre points layer (if it has one) when the image changes."""
         from napari.layers import Points
@@ -266,7 +302,9 @@ class MitoWidget(QWidget):
         layer = self._layer(name)
         if not isinstance(layer, Points):
             shape = image.data.shape[-2:]
-            size = max(3.0, min(shape) / 40.0) * float(np.min(image.scale[-2:]))
+            size = max(5.0, min(shape) / 30.0)  # in the layer's data units (pixels): napari applies the scale
+            # Same units as the image: napari drops the scale bar's units when layers disagree.
+            units = getattr(image, "units", None)
             layer = self.viewer.add_points(
                 np.empty((0, image.ndim)),
                 ndim=image.ndim,
@@ -276,6 +314,7 @@ class MitoWidget(QWidget):
                 size=size,
                 face_color="yellow",
                 border_color="black",
+                **({"units": units} if units is not None else {}),
             )
         self._set_points_layer(layer)
         self.viewer.layers.selection.active = layer
@@ -297,6 +336,7 @@ class MitoWidget(QWidget):
     def _update_clicks(self, *_args) -> None:
         data = self._points_layer.data if self._points_layer is not None else np.empty((0, 3))
         self.clicks_label.setText(clicks_text(*count_clicks(data)))
+        self._feed_clicks()  # a running adaptation takes them up at its next round
 
     def _centres_in_image_coords(self, image) -> list[list[float]]:
         """Centre points as image voxel coordinates (z, y, x) or (y, x), via world coordinates."""
@@ -315,28 +355,34 @@ class MitoWidget(QWidget):
         """Use another checkpoint (None = shipped default); it is loaded on the next Predict."""
         self.model_path = str(path) if path else None
         self._model = None
+        self._reset_adaptation()
         self.model_label.setText(Path(path).name if path else "default (shipped)")
         self.model_label.setToolTip(str(path) if path else "")
-
-    def _choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a model checkpoint", "", "Checkpoints (*.pt);;All files (*)")
-        if path:
-            self.set_model_path(path)
 
     def _detect_device(self) -> None:
         """Fill the persistent device label off the GUI thread (importing torch takes a moment)."""
         from napari.qt.threading import thread_worker
 
-        def describe() -> str:
+        def describe() -> tuple[str, dict]:
+            from .core.adapt import AdaptSettings  # imports torch: here, not on the GUI thread
             from .core.device import pick_device
 
-            return pick_device().describe()
+            minutes = {p: AdaptSettings.preset(p).minutes for p in ("quick", "thorough")}
+            return pick_device().describe(), minutes
 
         worker = thread_worker(describe, start_thread=False, ignore_errors=True)()
-        worker.returned.connect(self._set_device_text)
+        worker.returned.connect(self._on_device_detected)
         worker.errored.connect(lambda exc: self._set_device_text(f"unavailable ({exc})"))
         self._device_worker = worker
         worker.start()
+
+    def _on_device_detected(self, info: tuple[str, dict]) -> None:
+        text, minutes = info
+        self._set_device_text(text)
+        try:
+            self._set_preset_minutes(minutes)
+        except RuntimeError:  # widget already deleted
+            pass
 
     def _set_device_text(self, text: str) -> None:
         self._device_text = text
@@ -367,8 +413,7 @@ class MitoWidget(QWidget):
         if image is None:
             return None
         data = np.asarray(image.data)  # read on the main thread; the worker only sees the array
-        self._stop_event = threading.Event()
-        self.destroyed.connect(partial(_stop_on_destroy, self._stop_event))
+        self._new_stop_event()
         job = {
             "image_name": image.name,
             "scale": tuple(image.scale),
@@ -376,6 +421,7 @@ class MitoWidget(QWidget):
             "units": getattr(image, "units", None),
             "flips": self.flips_check.isChecked(),
             "link_3d": self.link3d_check.isChecked(),
+            "adaptation": self.adaptation_provenance(),
         }
         gen_kwargs = {
             "model": self._model,
@@ -386,32 +432,55 @@ class MitoWidget(QWidget):
         }
         self.progress_bar.setRange(0, 1 if data.ndim == 2 else data.shape[0])
         self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%v/%m slices")
         self._info(f"Predicting {image.name!r} …")
-        return self._start_worker(predict_iter, (data,), gen_kwargs, partial(self._on_predicted, job), "Stop")
+        return self._start_worker(predict_iter, (data,), gen_kwargs, partial(self._on_predicted, job),
+                                  button=self.predict_button)
 
-    def _start_worker(self, gen_func, args, kwargs, on_returned, running_text: str):
-        """Run a report generator from ``_worker`` in a napari thread_worker wired to this widget."""
+    def _new_stop_event(self) -> None:
+        self._stop_event = threading.Event()
+        self.destroyed.connect(partial(_stop_on_destroy, self._stop_event))
+
+    @property
+    def _action_buttons(self) -> list:
+        return [self.predict_button, self.adapt_button, self.export_button, self.model_button,
+                self.save_model_button]
+
+    def _start_worker(self, gen_func, args, kwargs, on_returned, button=None, on_yielded=None,
+                      what: str = "Prediction"):
+        """Run a report generator (``_worker``/``_adapt_worker``) in a napari thread_worker wired to this widget.
+
+        `button` turns into Stop while it runs; the other actions are disabled until `finished`.
+        """
         from napari.qt.threading import thread_worker
 
         # ignore_errors: our errored handler reports the problem; napari would otherwise re-raise it.
         worker = thread_worker(gen_func, start_thread=False, ignore_errors=True)(*args, **kwargs)
-        worker.yielded.connect(self._on_progress)
+        worker.yielded.connect(on_yielded or self._on_progress)
         worker.returned.connect(on_returned)
         worker.errored.connect(self._on_worker_error)
         worker.finished.connect(self._on_worker_finished)
         self._worker = worker
-        self.predict_button.setText(running_text)
-        self.export_button.setEnabled(False)
+        self._worker_what = what
+        self._running_button = button
+        for b in self._action_buttons:
+            b.setEnabled(b is button)
+        self.image_combo.setEnabled(False)  # the running job's image and clicks must not change under it
+        if button is not None:
+            button.setText("Stop")
         worker.start()
         return worker
 
     def stop(self) -> None:
-        """Ask the running worker to stop after the current slice."""
+        """Ask the running job to stop: prediction after the current slice, adaptation at its next step."""
         if self._worker is not None:
-            # The generator raises Cancelled after the current slice (errored -> "Stopped"); not using
-            # worker.quit() guarantees the helper thread has ended before `finished` is emitted.
+            # The generators check the event (prediction raises Cancelled -> "Stopped"; adaptation ends
+            # with its best model); not using worker.quit() lets them finish cleanly before `finished`.
             self._stop_event.set()
-            self._info("Stopping after the current slice …")
+            if self._worker_what == "Adaptation":
+                self._info("Stopping: the best model so far is kept and applied …")
+            else:
+                self._info("Stopping after the current slice …")
 
     def _on_progress(self, report) -> None:
         total = max(1, int(getattr(report, "total", 1)))
@@ -438,6 +507,9 @@ class MitoWidget(QWidget):
             "flips": job["flips"],
             "link_3d": job["link_3d"],
         }
+        if job.get("adaptation"):
+            provenance["adaptation"] = job["adaptation"]
+        self._keep_user_edits(name)
         layer = self._layer(name)
         if isinstance(layer, Labels) and layer.ndim == result.labels.ndim:
             layer.data = result.labels
@@ -451,24 +523,36 @@ class MitoWidget(QWidget):
                 result.labels, name=name, scale=job["scale"], translate=job["translate"], **kwargs
             )
         layer.metadata["mito_wda"] = provenance
+        self._watch_edits(layer)
         self.labels_combo.setCurrentText(layer.name)
         self.progress_bar.setValue(self.progress_bar.maximum())
+        which = " with the adapted model" if job.get("adaptation") else ""
         self._info(
-            f"{result.n_instances} instances in {job['image_name']!r} ({result.seconds:.1f} s, {result.device})."
+            f"{result.n_instances} instances in {job['image_name']!r}{which} ({result.seconds:.1f} s, {result.device})."
         )
 
     def _on_worker_error(self, exc: BaseException) -> None:
         from ._worker import Cancelled
 
+        self._then = None
         if isinstance(exc, Cancelled):
             self._info("Stopped; no layer was changed.")
         else:
-            self._fail(f"Prediction failed: {exc}")
+            self._fail(f"{self._worker_what} failed: {exc}")
 
     def _on_worker_finished(self) -> None:
         self._worker = None
+        self._feed = None
+        self._adapt_job = None
+        self._running_button = None
         self.predict_button.setText("Predict")
-        self.export_button.setEnabled(True)
+        self.adapt_button.setText(ADAPT_TEXT)
+        for b in self._action_buttons:
+            b.setEnabled(True)
+        self.image_combo.setEnabled(True)
+        then, self._then = self._then, None
+        if then is not None:
+            then()
 
     # ------------------------------------------------------------ export
     def _on_export_clicked(self) -> None:
@@ -507,6 +591,7 @@ class MitoWidget(QWidget):
             "model_path": meta.get("model_path", self.model_path),
             "device": meta.get("device", self._device_text),
             "prediction": {k: meta[k] for k in ("seconds", "flips", "link_3d") if k in meta},
+            "adaptation": meta.get("adaptation"),
             "n_clicks": n,
             "n_click_slices": m,
             "points_layer": self._points_layer.name if self._points_layer is not None else None,

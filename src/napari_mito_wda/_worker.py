@@ -91,11 +91,18 @@ def predict_iter(
     if stop.is_set():
         raise Cancelled("prediction stopped before it started")
 
+    # Handshake: after each report the helper waits until this generator has relayed it and been
+    # resumed, so a stop requested on seeing slice k's report is honoured before slice k + 1 is
+    # reported (without it a fast model finished every slice before the first report was read).
     reports: queue.Queue = queue.Queue()
+    relayed = threading.Semaphore(0)
+    closing = threading.Event()  # the generator is gone: the helper must not wait for it any more
     box: dict[str, Any] = {}
 
     def progress(done: int, n: int) -> None:
         reports.put(Progress(int(done), int(n), "predicting"))
+        while not closing.is_set() and not relayed.acquire(timeout=poll_s):
+            pass
         if stop.is_set():
             raise Cancelled("prediction stopped by the user")
 
@@ -121,10 +128,12 @@ def predict_iter(
             if item is None:
                 break
             yield item
+            relayed.release()
     finally:
         # Reached on normal exit, on an error and when the generator is closed (worker aborted).
         if helper.is_alive():
             stop.set()
+            closing.set()
             helper.join()
     if "error" in box:
         raise box["error"]

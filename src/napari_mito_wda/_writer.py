@@ -105,14 +105,37 @@ def save_labels_with_sidecar(
     return [str(out), str(side)]
 
 
+def _jsonable(obj):
+    """A JSON-safe copy of layer metadata (numpy values, paths ... become numbers/lists/strings)."""
+    import json
+
+    def default(o):
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+        return str(o)
+
+    return json.loads(json.dumps(obj, default=default))
+
+
 def write_labels(path: str, data, meta: dict) -> list[str]:
-    """npe2 single-layer writer for a labels layer; returns the paths written (TIFF, JSON)."""
+    """npe2 single-layer writer for a labels layer; returns the paths written (TIFF, JSON).
+
+    File > Save keeps the same provenance as the widget's export: the plugin's layer metadata (model,
+    adaptation runs, image) goes into the sidecar.
+    """
+    prov = _jsonable(dict((meta.get("metadata") or {}).get("mito_wda", {})))
+    extra = {"source": "napari writer"}
+    extra.update({k: prov[k] for k in ("image", "model_path", "device", "adaptation") if k in prov})
+    if prov:
+        extra["layer_provenance"] = prov
     return save_labels_with_sidecar(
         path,
         data,
         scale=meta.get("scale", (1.0,) * np.ndim(data)),
         units=meta.get("units"),
         layer_name=str(meta.get("name", "labels")),
-        extra={"source": "napari writer"},
+        extra=extra,
         overwrite=False,
     )

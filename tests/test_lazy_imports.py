@@ -1,0 +1,17 @@
+"""napari starts fast: importing the plugin's napari-side modules must not load torch (or matplotlib)."""
+
+import subprocess
+import sys
+
+MODULES = ["_widget", "_adapt_ui", "_adapt_worker", "_worker", "_reader", "_writer", "_sample_data"]
+
+
+def test_plugin_modules_do_not_import_torch():
+    code = (
+        "import sys\n"
+        + "".join(f"import napari_mito_wda.{m}\n" for m in MODULES)
+        + "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]", proc.stdout
