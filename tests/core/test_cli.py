@@ -9,6 +9,7 @@ import pytest
 import tifffile
 
 from napari_mito_wda.cli import main
+from napari_mito_wda.sample import sample_paths
 from napari_mito_wda.core.io import read_volume, write_labels_tiff
 from napari_mito_wda.core.synthetic import make_volume
 
@@ -67,13 +68,25 @@ def test_evaluate_prints_table_and_writes_json(em_tif, tmp_path, capsys):
     assert metrics["dice"] == 1.0 and metrics["aji"] == 1.0 and len(metrics["per_slice"]) == 3
 
 
-def test_demo_writes_instances_metrics_and_picture(tiny_ckpt, tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(tiny_ckpt)]) == 0
+def test_demo_writes_instances_metrics_and_picture(adaptable_model_file, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(adaptable_model_file), "--minutes", "30", "--max-iters", "4"]) == 0
+    (run,) = list((tmp_path / "d").iterdir())
+    assert {p.name for p in run.iterdir()} == {"source_instances.tif", "adapted_instances.tif", "adapted_model.pt",
+                                              "metrics.json", "demo.png"}
+    assert tifffile.imread(run / "adapted_instances.tif").shape == (16, 384, 512)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["clicks"] > 0 and metrics["adapted_model"]["iterations"] == 4
+    assert {"dice", "aji", "pq"} <= set(metrics["source_model"]) & set(metrics["adapted_model"])
+    assert (run / "demo.png").read_bytes()[:4] == b"\x89PNG"
+    # The adapted model is a real checkpoint that predict accepts.
+    assert main(["predict", str(sample_paths()["image"]), "-o", str(tmp_path / "p.tif"),
+                 "--model", str(run / "adapted_model.pt")]) == 0
+
+
+def test_demo_without_adaptation(tiny_ckpt, tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(tiny_ckpt), "--no-adapt"]) == 0
     (run,) = list((tmp_path / "d").iterdir())
     assert {p.name for p in run.iterdir()} == {"source_instances.tif", "metrics.json", "demo.png"}
-    assert tifffile.imread(run / "source_instances.tif").shape == (16, 384, 512)
-    assert "dice" in json.loads((run / "metrics.json").read_text())["source_model"]
-    assert (run / "demo.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_module_entry_point_and_version():

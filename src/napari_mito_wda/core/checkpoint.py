@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -97,7 +96,7 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: torch.device 
             f"{path}: refused, the file contains Python objects other than tensors (it could run code); "
             "only napari-mito-wda checkpoints are accepted."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - torch raises many types on junk (struct.error, IndexError, ...)
         raise CheckpointError(f"{path}: not a readable model file (corrupt or truncated?): {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a napari-mito-wda checkpoint (foreign file format).")
