@@ -9,6 +9,7 @@ from napari_mito_wda.core import chunked
 from napari_mito_wda.core.checkpoint import load_checkpoint, save_checkpoint
 from napari_mito_wda.core.chunked import ChunkSettings, read_labels, segment_to_zarr
 from napari_mito_wda.core.device import DeviceInfo
+from napari_mito_wda.core.inference import predict_volume
 from napari_mito_wda.core.instances import instances_volume
 from napari_mito_wda.core.io import InputError, normalize_slices
 from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
@@ -26,12 +27,15 @@ CHUNKS = (2, 48, 56)  # 2 x 3 x 3 chunks, aligned to nothing
 
 @pytest.fixture(scope="module")
 def real():
-    """A real EM crop, the shipped model and the in-memory answer (whole slices, same network path)."""
+    """A real EM crop, the shipped model and the default in-memory answer (`predict_volume`).
+
+    Its slices fit one in-memory tile, where the default path and the chunkable one are the same
+    function (tiling.py), so this compares with exactly what `mito-wda predict IMAGE.tif` computes.
+    """
     from napari_mito_wda.sample import load_lucchi_sample
 
     image = load_lucchi_sample()[0][:3]
-    model = load_checkpoint(None).model
-    prob, heat = predict_exact(model, normalize_slices(image), CPU32)
+    prob, heat = predict_volume(load_checkpoint(None).model, image, CPU32)
     return image, prob, heat, instances_volume(prob, heat)
 
 

@@ -1,21 +1,25 @@
 """Tiling-invariant prediction: the same probabilities whichever way a slice is cut into chunks.
 
 The default in-memory path (`inference.predict_working`) blends overlapping tiles placed relative to
-the slice, so its values near tile seams depend on where the tiles fall. A chunk of a large volume
-cannot reproduce that without computing its neighbours' tiles. Here instead every tile is extended
-by a halo at least as wide as the network's receptive field and only its core is kept:
+the slice, so on slices larger than one tile its values near tile seams depend on where the tiles
+fall. A chunk of a large volume cannot reproduce that without computing its neighbours' tiles. Here
+instead every tile is extended by a halo at least as wide as the network's receptive field and only
+its core is kept:
 
-* a core pixel then depends only on input pixels inside the tile, never on the tile's zero padding;
+* a core pixel then depends only on input pixels inside the tile, never on where the tile ends;
 * tile origins lie on one global grid (multiples of 2**depth working pixels), so max-pooling sees
   the same 2x2 groups in every tile;
-* the slice border is handled by one global rule (reflection at working resolution), whatever tile
-  or chunk touches it;
+* the slice border has one global rule: the working image is extended by reflection to a multiple of
+  2**depth (as `predict_working` pads), and a tile reaching the slice border stops there, so the
+  network's own zero padding acts at the same place for every tile (no halo is paid on those sides);
 * shrinking to the working resolution (f x f means) and growing back (bilinear, align_corners=False,
   exact factor f) are local with global index arithmetic.
 
 So `predict_region` over a chunk equals `predict_region` over the whole slice cropped to that chunk,
-up to float rounding of convolutions of different sizes (measured < 1e-5; tests/core/test_tiling.py).
-The cost is the halo: a core of C working pixels costs ((C + 2 h) / C)**2 network evaluations.
+up to float rounding of convolutions of different sizes (< 1e-5; tests/core/test_tiling.py), and for
+a slice that fits in one in-memory tile (<= 512 working pixels a side) it equals `predict_slice` too.
+The cost is the halo on sides inside the slice: a core of C working pixels with halos on both sides
+costs ((C + 2 h) / C)**2 network evaluations.
 """
 
 from __future__ import annotations
@@ -138,9 +142,13 @@ def predict_region(
     rx = _bilinear_source(x0, x1, f, ww)
     cores_y = _cores(int(ry[0].min()), int(ry[1].max()), m, max_core)
     cores_x = _cores(int(rx[0].min()), int(rx[1].max()), m, max_core)
-    # Every working index any tile needs, mirrored into the slice; read their bounding window once.
-    idx_y = [reflect_index(np.arange(a - h, b + h), hw) for a, b in cores_y]
-    idx_x = [reflect_index(np.arange(a - h, b + h), ww) for a, b in cores_x]
+    # Tiles: core + halo, stopped at the slice border padded to the grid (hp, wp); positions past
+    # the slice mirror into it. Read the bounding window of everything needed once.
+    hp, wp = -(-hw // m) * m, -(-ww // m) * m
+    tiles_y = [(max(0, a - h), min(hp, b + h)) for a, b in cores_y]
+    tiles_x = [(max(0, a - h), min(wp, b + h)) for a, b in cores_x]
+    idx_y = [reflect_index(np.arange(ta, tb), hw) for ta, tb in tiles_y]
+    idx_x = [reflect_index(np.arange(ta, tb), ww) for ta, tb in tiles_x]
     wy = (min(int(i.min()) for i in idx_y), max(int(i.max()) for i in idx_y) + 1)
     wx = (min(int(i.min()) for i in idx_x), max(int(i.max()) for i in idx_x) + 1)
     work = _working_window(read, wy, wx, full_shape, f)
@@ -149,13 +157,13 @@ def predict_region(
     logit = np.zeros((nz, cores_y[-1][1] - oy, cores_x[-1][1] - ox), np.float32)
     heat = np.zeros_like(logit)
     model.eval()
-    for (ya, yb), iy in zip(cores_y, idx_y):
-        for (xa, xb), ix in zip(cores_x, idx_x):
+    for (ya, yb), (tya, _), iy in zip(cores_y, tiles_y, idx_y):
+        for (xa, xb), (txa, _), ix in zip(cores_x, tiles_x, idx_x):
             tile = work[:, (iy - wy[0])[:, None], (ix - wx[0])[None, :]]
             for k in range(0, nz, batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(tile[k : k + batch_size]))[:, None].to(dev.device)
                 seg, det = _forward(model, batch, dev, flips)
-                core = (slice(None), 0, slice(h, h + yb - ya), slice(h, h + xb - xa))
+                core = (slice(None), 0, slice(ya - tya, yb - tya), slice(xa - txa, xb - txa))
                 logit[k : k + batch_size, ya - oy : yb - oy, xa - ox : xb - ox] = seg[core].cpu().numpy()
                 heat[k : k + batch_size, ya - oy : yb - oy, xa - ox : xb - ox] = det[core].cpu().numpy()
     up_logit = _upsample(logit, ry, rx, oy, ox)
