@@ -84,15 +84,17 @@ def _bilinear_source(start: int, stop: int, factor: int, n_work: int) -> tuple[n
 
 
 def _cores(first: int, last: int, m: int, max_core: int) -> list[tuple[int, int]]:
-    """Tile cores (working pixels, start on the global grid of m, length a multiple of m) covering [first, last]."""
+    """Tile cores (working pixels, start on the global grid of m, length a multiple of m) covering [first, last].
+
+    Cores are of equal size; max_core may be exceeded by 2 m, so that the one-pixel margin bilinear
+    growth needs past a chunk of exactly max_core pixels does not cost a sliver tile with a full halo.
+    """
     start = (first // m) * m
+    length = last + 1 - start
     max_core = max(m, (max_core // m) * m)
-    out = []
-    while start <= last:
-        length = min(max_core, int(math.ceil((last + 1 - start) / m)) * m)
-        out.append((start, start + length))
-        start += length
-    return out
+    n = 1 if length <= max_core + 2 * m else -(-length // max_core)
+    size = int(math.ceil(length / n / m)) * m
+    return [(a, min(a + size, start + int(math.ceil(length / m)) * m)) for a in range(start, last + 1, size)]
 
 
 def _working_window(read: Callable, rows: tuple[int, int], cols: tuple[int, int], full_shape, factor: int) -> np.ndarray:
