@@ -92,7 +92,8 @@ def cmd_predict_chunked(args) -> int:
 
     def show(ev) -> None:
         if ev.total and (ev.done > ev.skipped or ev.done == ev.total):
-            bars.setdefault(ev.stage, Progress(ev.stage + (f" (resumed, {ev.skipped} done before)" if ev.skipped else "")))(ev.done, ev.total)
+            label = ev.stage + (f" (resumed, {ev.skipped} done before)" if ev.skipped else "")
+            bars.setdefault(ev.stage, Progress(label))(ev.done, ev.total)
 
     # A TIFF result is made from a zarr store beside it, removed once the TIFF is written.
     store = out.with_name(f".{out.name}.work.zarr") if to_tiff else out

@@ -27,7 +27,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Generator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +125,6 @@ class TaskContext:
     settings: ChunkSettings
     torch_threads: int | None
     norm: np.ndarray | None = None  # (Z, 2) per-slice intensity range
-    luts: dict = field(default_factory=dict)
 
 
 _MODELS: dict = {}

@@ -25,7 +25,8 @@ def volume_kind(path: str | os.PathLike) -> str | None:
     name = str(path).rstrip("/").lower()
     if name.endswith(TIFF_SUFFIXES):
         return "tiff"
-    if name.endswith(ZARR_SUFFIXES) or (Path(path).is_dir() and any((Path(path) / m).exists() for m in ("zarr.json", ".zarray", ".zgroup"))):
+    markers = ("zarr.json", ".zarray", ".zgroup")
+    if name.endswith(ZARR_SUFFIXES) or (Path(path).is_dir() and any((Path(path) / m).exists() for m in markers)):
         return "zarr"
     if name.endswith(HDF5_SUFFIXES):
         return "hdf5"

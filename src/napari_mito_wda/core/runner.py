@@ -92,7 +92,8 @@ class Runner:
 
         futures = {}
         for i, item in enumerate(items):
-            fut = self.client.submit(fn, item, *shared, retries=self.settings.retries, pure=False, key=f"{name}-{i}-{_token()}")
+            key = f"{name}-{i}-{_token()}"
+            fut = self.client.submit(fn, item, *shared, retries=self.settings.retries, pure=False, key=key)
             futures[fut] = item
         try:
             for fut in as_completed(futures, loop=self.client.loop):

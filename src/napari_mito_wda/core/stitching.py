@@ -139,10 +139,14 @@ def stitch(chunks: list[ChunkInstances]) -> Stitching:
     counts = np.array([c.n_ids for c in chunks], np.int64)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     total = int(offsets[-1])
-    inner_k = np.concatenate([c.inner_keys for c in chunks]) if chunks else np.zeros(0, np.int64)
-    inner_n = np.concatenate([c.inner_ids.astype(np.int64) - 1 + offsets[i] for i, c in enumerate(chunks)]) if chunks else np.zeros(0, np.int64)
-    outer_k = np.concatenate([c.outer_keys for c in chunks]) if chunks else np.zeros(0, np.int64)
-    outer_n = np.concatenate([c.outer_ids.astype(np.int64) - 1 + offsets[i] for i, c in enumerate(chunks)]) if chunks else np.zeros(0, np.int64)
+    def cat(parts):
+        return np.concatenate([np.zeros(0, np.int64), *parts])
+
+    # Node of (chunk i, local id k) = offsets[i] + k - 1.
+    inner_k = cat(c.inner_keys for c in chunks)
+    inner_n = cat(c.inner_ids.astype(np.int64) - 1 + offsets[i] for i, c in enumerate(chunks))
+    outer_k = cat(c.outer_keys for c in chunks)
+    outer_n = cat(c.outer_ids.astype(np.int64) - 1 + offsets[i] for i, c in enumerate(chunks))
     order = np.argsort(inner_k, kind="stable")
     inner_k, inner_n = inner_k[order], inner_n[order]
     pos = np.searchsorted(inner_k, outer_k)

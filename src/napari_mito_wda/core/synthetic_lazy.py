@@ -44,7 +44,8 @@ class LazySyntheticEM:
         # Curvy dark "membranes" between objects (a fixed pattern of the coordinates).
         yy = np.arange(y0, y1, dtype=np.float32)[:, None]
         xx = np.arange(x0, x1, dtype=np.float32)[None, :]
-        wave = np.abs(np.sin(xx / 41.0 + 2.0 * np.sin(yy / 57.0) + self.seed)) * np.abs(np.sin(yy / 67.0 + 1.5 * np.sin(xx / 73.0)))
+        wave = np.abs(np.sin(xx / 41.0 + 2.0 * np.sin(yy / 57.0) + self.seed))
+        wave = wave * np.abs(np.sin(yy / 67.0 + 1.5 * np.sin(xx / 73.0)))
         img[:] -= np.float32(0.25) * (wave < 0.03)
         zz = np.arange(z0, z1)
         for cz in range(z0 // _ZCELL, (max(z1 - 1, z0)) // _ZCELL + 1):
@@ -85,7 +86,8 @@ class LazySyntheticEM:
         z = np.arange(z0, z1, dtype=np.uint32)[:, None, None]
         y = np.arange(y0, y1, dtype=np.uint32)[None, :, None]
         x = np.arange(x0, x1, dtype=np.uint32)[None, None, :]
-        h = (z * np.uint32(73856093)) ^ (y * np.uint32(19349663)) ^ (x * np.uint32(83492791)) ^ np.uint32(self.seed * 2654435761 % 2**32)
+        h = (z * np.uint32(73856093)) ^ (y * np.uint32(19349663)) ^ (x * np.uint32(83492791))
+        h ^= np.uint32(self.seed * 2654435761 % 2**32)
         h ^= h >> np.uint32(13)
         h *= np.uint32(0x5BD1E995)
         h ^= h >> np.uint32(15)
