@@ -361,8 +361,10 @@ def segment_to_zarr_iter(
     work = _prepare_output(output, overwrite)
     grid = Grid(src.shape, tuple(min(c, s) for c, s in zip(settings.chunks, src.shape)))
     payload, model_info = _payload(model)
+    # What the result depends on: a .partial made with anything else is not resumed into this run.
+    result_settings = {k: v for k, v in asdict(settings).items() if k not in ("torch_threads", "keep_maps")}
     run = {"format": FORMAT, "source": src.path or "array", "dataset": src.dataset, "shape": list(src.shape),
-           "settings": asdict(settings) | {"chunks": list(grid.chunks)}, **model_info}
+           "settings": result_settings | {"chunks": list(grid.chunks)}, **model_info}
     resumed = _open_or_create(work, run, grid, src.voxel_size)
     n = len(grid)
 
