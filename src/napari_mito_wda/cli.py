@@ -91,9 +91,10 @@ def cmd_predict_chunked(args) -> int:
     bars: dict = {}
 
     def show(ev) -> None:
+        if ev.stage not in bars:  # made at the stage's first event, so its clock starts with the stage
+            bars[ev.stage] = Progress(ev.stage + (f" (resumed, {ev.skipped} done before)" if ev.skipped else ""))
         if ev.total and (ev.done > ev.skipped or ev.done == ev.total):
-            label = ev.stage + (f" (resumed, {ev.skipped} done before)" if ev.skipped else "")
-            bars.setdefault(ev.stage, Progress(label))(ev.done, ev.total)
+            bars[ev.stage](ev.done, ev.total)
 
     # A TIFF result is made from a zarr store beside it, removed once the TIFF is written.
     store = out.with_name(f".{out.name}.work.zarr") if to_tiff else out
