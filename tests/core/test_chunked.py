@@ -179,3 +179,31 @@ def test_local_cluster_by_default(tiny, tmp_path):
                           cluster=ClusterSettings(workers=2, processes=False))
     assert "LocalCluster: 2 workers" in res.where
     np.testing.assert_allclose(zarr.open_group(str(tmp_path / "out.zarr"))["prob"][...], prob, atol=1e-5, rtol=0)
+
+
+class Recording:
+    """An array that records the extent of every read (what a worker holds of the input at once)."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.dtype = data, data.shape, data.dtype
+        self.extents = []
+
+    def __getitem__(self, key):
+        self.extents.append(tuple(len(range(*k.indices(n))) for k, n in zip(key, self.shape)))
+        return self.data[key]
+
+
+def test_reads_are_bounded_by_chunk_plus_halo(tiny, tmp_path):
+    from napari_mito_wda.core.tiling import working_halo
+
+    ckpt, image, prob = tiny[:3]
+    big = np.concatenate([image] * 2, axis=2)  # (3, 120, 272): 2 x 3 x 5 chunks
+    src = Recording(big)
+    segment_to_zarr(src, tmp_path / "out.zarr", ckpt, settings=settings(), cluster=SYNC)
+    model = load_checkpoint(ckpt).model
+    f, m = model.config.downsample, model.multiple
+    reach = (working_halo(model.config) + 2 * m) * f  # halo + grid rounding + the bilinear margin
+    cz, cy, cx = CHUNKS
+    assert max(e[0] for e in src.extents) <= cz
+    assert max(e[1] for e in src.extents) <= cy + 2 * reach
+    assert max(e[2] for e in src.extents) <= cx + 2 * reach < big.shape[2]  # never a whole slice

@@ -62,3 +62,25 @@ def test_tiff_in_tiff_out_stays_in_memory(tiny_ckpt, tmp_path, capsys):
     assert main(["predict", str(tmp_path / "a.tif"), "-o", str(tmp_path / "b.tif"), "--model", str(tiny_ckpt)]) == 0
     assert "dask" not in capsys.readouterr().out
     assert np.asarray(read_volume(tmp_path / "b.tif").data).shape == (2, 48, 48)
+
+
+@pytest.mark.parametrize("kind", ["tif", "h5"])
+def test_tiff_and_hdf5_inputs_keep_the_voxel_size(kind, tiny_ckpt, tmp_path):
+    import h5py
+    import tifffile
+
+    img, _ = make_volume((2, 48, 64), n_objects=3, seed=3)
+    src = tmp_path / f"em.{kind}"
+    if kind == "tif":
+        tifffile.imwrite(src, img, imagej=True, resolution=(1 / 5.0, 1 / 5.0),
+                         metadata={"axes": "ZYX", "spacing": 30.0, "unit": "nm"})
+    else:
+        with h5py.File(src, "w") as fh:
+            fh.create_dataset("raw", data=img).attrs["element_size_um"] = [0.03, 0.005, 0.005]
+            fh.create_dataset("mask", data=img > 100)
+    extra = ["--dataset", "raw"] if kind == "h5" else []
+    out = tmp_path / "out.zarr"
+    assert main(["predict", str(src), "-o", str(out), "--model", str(tiny_ckpt), "--scheduler", "sync",
+                 "--chunks", "1,32,32", *extra]) == 0
+    labels, voxel = read_labels(out)
+    assert labels.shape == (2, 48, 64) and voxel == pytest.approx((30.0, 5.0, 5.0))
