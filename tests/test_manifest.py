@@ -27,9 +27,10 @@ def test_manifest_contributions(manifest):
     command_ids = {cmd.id for cmd in c.commands}
     assert all(i.startswith(f"{NAME}.") for i in command_ids)
 
-    (reader,) = c.readers
-    assert {"*.tif", "*.tiff"} <= set(reader.filename_patterns)
-    assert reader.command in command_ids
+    tiff_reader, lazy_reader = c.readers
+    assert {"*.tif", "*.tiff"} <= set(tiff_reader.filename_patterns)
+    assert {"*.zarr", "*.h5"} <= set(lazy_reader.filename_patterns) and lazy_reader.accepts_directories
+    assert {tiff_reader.command, lazy_reader.command} <= command_ids
 
     (writer,) = c.writers
     assert [str(getattr(t, "value", t)) for t in writer.layer_types] == ["labels"]

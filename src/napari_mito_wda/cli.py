@@ -2,6 +2,8 @@
 
     mito-wda demo                                   # the shipped model on the shipped real sample
     mito-wda predict IMAGE.tif -o INSTANCES.tif     # instances of your own volume
+    mito-wda predict BIG.zarr -o OUT.zarr [--chunks 8,2048,2048] [--workers 2] [--scheduler ADDR]
+                                                    # larger than memory: chunked, on dask.distributed
     mito-wda evaluate PRED.tif GT.tif [--json M.json]
     mito-wda pretrain --image IMG.tif --labels LAB.tif -o MODEL.pt
 """
@@ -44,12 +46,82 @@ def _model_and_device(args):
     return loaded, dev
 
 
+def _is_chunked(args) -> bool:
+    """Chunked (dask) when asked for, or when input or output is a chunked format."""
+    from .core.lazy_io import volume_kind
+
+    asked = any(v is not None for v in (args.chunks, args.workers, args.scheduler, args.dataset))
+    return asked or str(args.output).rstrip("/").lower().endswith(".zarr") or volume_kind(args.image) in ("zarr", "hdf5")
+
+
+def _parse_chunks(text: str) -> tuple[int, int, int]:
+    from .core.io import InputError
+
+    try:
+        parts = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3 or min(parts) < 1:
+        raise InputError(f"--chunks must be three positive integers Z,Y,X (e.g. 8,2048,2048), got {text!r}.")
+    return parts
+
+
+def cmd_predict_chunked(args) -> int:
+    import shutil
+
+    from .core.chunked import ChunkSettings, read_labels, segment_to_zarr
+    from .core.io import InputError, write_labels_tiff
+    from .core.runner import ClusterSettings
+
+    out = Path(args.output.rstrip("/"))
+    if args.link_3d:
+        raise InputError("--3d links slices one after another over the whole volume; it is not available for "
+                         "chunked runs (zarr/HDF5 input or output, --chunks/--workers/--scheduler).")
+    to_tiff = out.suffix.lower() in (".tif", ".tiff")
+    if not to_tiff and out.suffix.lower() != ".zarr":
+        raise InputError(f"{out}: name the output *.zarr (chunked) or *.tif (for volumes that fit in memory).")
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    settings = ChunkSettings(flips=args.flips, threshold=args.threshold, min_size=args.min_size, device=args.device,
+                             instance_halo=args.instance_halo, torch_threads=args.torch_threads)
+    if args.chunks:
+        settings.chunks = _parse_chunks(args.chunks)
+    cluster = ClusterSettings(scheduler=args.scheduler, workers=args.workers or 1,
+                              threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit)
+    bars: dict = {}
+
+    def show(ev) -> None:
+        if ev.stage not in bars:  # made at the stage's first event, so its clock starts with the stage
+            bars[ev.stage] = Progress(ev.stage + (f" (resumed, {ev.skipped} done before)" if ev.skipped else ""))
+        if ev.total and (ev.done > ev.skipped or ev.done == ev.total):
+            bars[ev.stage](ev.done, ev.total)
+
+    # A TIFF result is made from a zarr store beside it, removed once the TIFF is written.
+    store = out.with_name(f".{out.name}.work.zarr") if to_tiff else out
+    res = segment_to_zarr(args.image, store, model=args.model, settings=settings, cluster=cluster,
+                          dataset=args.dataset, overwrite=args.overwrite or to_tiff, progress=show)
+    if to_tiff:
+        labels, voxel = read_labels(store)
+        write_labels_tiff(out, labels[...], voxel, overwrite=args.overwrite,
+                          metadata={"source_image": str(args.image), "model": args.model, "chunks": list(settings.chunks)})
+        shutil.rmtree(store)
+    print(f"wrote {out}: {res.shape}, {res.n_instances} instances in {res.seconds:.0f} s on {res.where}"
+          + ("" if to_tiff else " (arrays: labels, prob, heat)"))
+    if res.cut_objects:
+        print(f"mito-wda: warning: {res.cut_objects} objects crossing chunk faces were larger than the instance "
+              f"halo ({settings.instance_halo} px) and may be split or merged; rerun with a larger --instance-halo.",
+              file=sys.stderr)
+    return 0
+
+
 def cmd_predict(args) -> int:
     from .core.checkpoint import file_sha256
     from .core.io import read_volume, write_labels_tiff
     from .core.provenance import provenance
     from .core.segment import segment_volume
 
+    if _is_chunked(args):
+        return cmd_predict_chunked(args)
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
@@ -107,6 +179,8 @@ def cmd_adapt(args) -> int:
     from .core.io import read_volume
     from .core.points import read_points
 
+    if _is_chunked(args):
+        return cmd_predict_chunked(args)
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
@@ -223,15 +297,26 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped source model")
         p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA when present")
 
-    p = sub.add_parser("predict", help="segment mitochondria instances in a TIFF stack")
-    p.add_argument("image")
-    p.add_argument("-o", "--output", required=True, help="instance labels TIFF to write")
+    p = sub.add_parser("predict", help="segment mitochondria instances in a TIFF stack, or a zarr/HDF5 volume of any size")
+    p.add_argument("image", help="TIFF, zarr or HDF5 volume")
+    p.add_argument("-o", "--output", required=True, help="instance labels: TIFF, or a zarr store (chunked run)")
     add_model(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--flips", action="store_true", help="average 4 flips (slower, slightly better)")
     p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--min-size", type=int, default=64, help="smallest instance kept, in pixels per slice")
+    g = p.add_argument_group("chunked runs (volumes larger than memory; on by zarr/HDF5 or any option here)")
+    g.add_argument("--chunks", default=None, help="Z,Y,X chunk = task size (default 8,2048,2048)")
+    g.add_argument("--workers", type=int, default=None, help="dask workers of the local cluster (default 1)")
+    g.add_argument("--threads-per-worker", type=int, default=1)
+    g.add_argument("--memory-limit", default="auto", help="per worker, e.g. 4GB (default: dask's share of RAM)")
+    g.add_argument("--torch-threads", type=int, default=None, help="per task (default: cores / worker threads)")
+    g.add_argument("--scheduler", default=None,
+                   help="address of a running dask scheduler (SLURM, Kubernetes...), or 'sync' for this process only")
+    g.add_argument("--dataset", default=None, help="array inside a zarr/HDF5 file holding several")
+    g.add_argument("--instance-halo", type=int, default=256,
+                   help="px read around a chunk for instances; objects crossing faces must fit (default 256)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="compare predicted instances with ground truth")

@@ -71,9 +71,29 @@ def normalize_slices(stack: np.ndarray, low: float = 0.5, high: float = 99.5) ->
 def normalize_slice(img: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
     """One 2D slice to float32 in [0, 1]; a constant slice becomes all zeros."""
     img = np.asarray(img, dtype=np.float32)
-    # Percentiles of a strided subsample are as good and much cheaper on large slices.
-    sample = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256)]
-    lo, hi = np.percentile(sample, [low, high])
+    sy, sx = sample_strides(img.shape)
+    lo, hi = intensity_range(img[::sy, ::sx], low, high)
+    return apply_range(img, lo, hi)
+
+
+def sample_strides(slice_shape: tuple[int, int]) -> tuple[int, int]:
+    """Strides of the subsample whose percentiles normalise a slice (about 256 x 256 values).
+
+    Percentiles of a strided subsample are as good and much cheaper on large slices; chunked
+    prediction takes the same subsample of the whole slice, so both paths normalise identically.
+    """
+    return max(1, int(slice_shape[0]) // 256), max(1, int(slice_shape[1]) // 256)
+
+
+def intensity_range(sample: np.ndarray, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """The (low, high) percentiles of a slice's strided subsample."""
+    lo, hi = np.percentile(np.asarray(sample, dtype=np.float32), [low, high])
+    return float(lo), float(hi)
+
+
+def apply_range(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map [lo, hi] to [0, 1] (float32, clipped); a constant slice (hi ~ lo) becomes all zeros."""
+    img = np.asarray(img, dtype=np.float32)
     if hi - lo < 1e-8:
         return np.zeros_like(img)
     return np.clip((img - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32, copy=False)

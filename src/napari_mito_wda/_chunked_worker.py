@@ -1,0 +1,75 @@
+"""napari side of chunked segmentation: run it off the GUI thread, show the result as a lazy Labels layer.
+
+    worker = segment_layer_to_zarr(viewer, viewer.layers["big"], "OUT.zarr")  # started; returns the worker
+
+The engine is `core.chunked.segment_to_zarr_iter`; this module only picks the source (the file a lazy
+layer came from when known, so workers read it themselves, else the layer's array), reports progress
+and adds the result, read lazily from the store, with the image layer's scale.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def layer_source(layer):
+    """(source, dataset) for the engine: the layer's file when our reader opened it, else its data."""
+    meta = (getattr(layer, "metadata", None) or {}).get("mito_wda", {})
+    path = meta.get("source_path")
+    if path and os.path.exists(path):
+        return path, meta.get("dataset")
+    return layer.data, None
+
+
+def chunked_worker(layer, output, model=None, settings=None, cluster=None, overwrite: bool = False):
+    """A napari thread worker (not started) that yields core.chunked.Progress and returns ChunkedResult."""
+    from napari.qt.threading import thread_worker
+
+    from .core.chunked import segment_to_zarr_iter
+    from .core.runner import ClusterSettings
+
+    source, dataset = layer_source(layer)
+    # Inside napari: worker threads of this process by default (no process start-up, no pickling).
+    cluster = cluster or ClusterSettings(workers=1, processes=False)
+
+    @thread_worker
+    def run():
+        return (yield from segment_to_zarr_iter(source, output, model, settings, cluster, dataset, overwrite))
+
+    return run()
+
+
+def segment_layer_to_zarr(viewer, layer, output, model=None, settings=None, cluster=None, overwrite: bool = False,
+                          on_done=None):
+    """Start a chunked run on `layer`; progress in napari's activity dock; the result appears as lazy Labels."""
+    from napari.utils import progress
+
+    bars: dict = {}
+    worker = chunked_worker(layer, output, model, settings, cluster, overwrite)
+
+    def on_progress(ev) -> None:
+        bar = bars.get(ev.stage)
+        if bar is None:
+            bar = bars[ev.stage] = progress(total=max(ev.total, 1), desc=f"mito-wda {ev.stage}")
+        bar.update(ev.done - bar.n)
+
+    def close_bars(*_):
+        for bar in bars.values():
+            bar.close()
+
+    def on_returned(result) -> None:
+        from ._lazy_reader import labels_layer_data
+
+        close_bars()
+        data, meta = labels_layer_data(result.path)
+        meta["scale"] = tuple(layer.scale)  # keep the labels on the image, whatever the store says
+        meta.pop("units", None)
+        added = viewer.add_labels(data, **meta)
+        if on_done is not None:
+            on_done(result, added)
+
+    worker.yielded.connect(on_progress)
+    worker.returned.connect(on_returned)
+    worker.errored.connect(close_bars)
+    worker.start()
+    return worker
