@@ -86,3 +86,24 @@ def test_predict_in_viewer_adds_lazy_labels(make_napari_viewer, qtbot, em_zarr, 
     # the store also opens by itself as a lazy Labels layer
     (again,) = viewer.open(str(tmp_path / "out.zarr"), plugin="napari-mito-wda")
     assert again.__class__.__name__ == "Labels" and isinstance(again.data, da.Array)
+
+
+@pytest.mark.gui
+def test_widget_predict_on_a_lazy_layer_writes_zarr_and_shows_it_lazily(viewer_and_widget, em_zarr, random_model_file,
+                                                                        wait_worker, tmp_path):
+    import dask.array as da
+
+    viewer, widget = viewer_and_widget
+    (layer,) = viewer.open(str(em_zarr), plugin="napari-mito-wda")
+    widget.set_model_path(random_model_file)
+    assert widget.predict(output=tmp_path / "inst") is not None  # ".zarr" is added
+    wait_worker(widget, 120000)
+    labels = viewer.layers[f"{layer.name} instances"]
+    assert isinstance(labels.data, da.Array), "the result must stay lazy, not be loaded whole"
+    assert labels.data.shape == layer.data.shape and tuple(labels.scale) == tuple(layer.scale)
+    stored, _ = read_labels(tmp_path / "inst.zarr")
+    np.testing.assert_array_equal(np.asarray(labels.data), stored[...])
+    assert stored[...].max() > 0 and "written to" in widget.status_label.text()
+    # Predicting to the same store again is refused: nothing is overwritten.
+    assert widget.predict(output=tmp_path / "inst.zarr") is None
+    assert "already exists" in widget.status_label.text()

@@ -39,6 +39,32 @@ def chunked_worker(layer, output, model=None, settings=None, cluster=None, overw
     return run()
 
 
+def chunked_predict_iter(layer_data, layer_meta, output, model=None, settings=None, cluster=None, stop_event=None):
+    """The widget's generator for lazy layers: core progress reports, stopping after the chunk in flight.
+
+    A stopped run leaves OUT.zarr.partial with its finished chunks; predicting to the same path resumes it.
+    """
+    from ._worker import Cancelled
+    from .core.chunked import segment_to_zarr_iter
+    from .core.runner import ClusterSettings
+
+    class _Layer:  # layer_source reads only these two attributes
+        data, metadata = layer_data, layer_meta
+
+    source, dataset = layer_source(_Layer)
+    gen = segment_to_zarr_iter(source, output, model, settings, cluster or ClusterSettings(workers=1, processes=False),
+                               dataset)
+    while True:
+        try:
+            report = next(gen)
+        except StopIteration as done:
+            return done.value
+        yield report
+        if stop_event is not None and stop_event.is_set():
+            gen.close()  # shuts the cluster down; finished chunks stay in the .partial store
+            raise Cancelled(f"stopped; finished chunks are kept in {output}.partial (predict to it again to resume)")
+
+
 def segment_layer_to_zarr(viewer, layer, output, model=None, settings=None, cluster=None, overwrite: bool = False,
                           on_done=None):
     """Start a chunked run on `layer`; progress in napari's activity dock; the result appears as lazy Labels."""

@@ -402,8 +402,12 @@ class MitoWidget(AdaptSection, QWidget):
         else:
             self.predict()
 
-    def predict(self):
-        """Start segmenting the selected image in a background worker; return the worker (or None)."""
+    def predict(self, output: str | Path | None = None):
+        """Start segmenting the selected image in a background worker; return the worker (or None).
+
+        A lazy image (dask/zarr, e.g. a zarr or HDF5 volume opened by this plugin) is segmented chunk by
+        chunk into the zarr store `output` (asked for when None) and shown as a lazy Labels layer.
+        """
         from ._worker import predict_iter
 
         if self.is_running:
@@ -412,6 +416,8 @@ class MitoWidget(AdaptSection, QWidget):
         image = self._checked_image()
         if image is None:
             return None
+        if not isinstance(image.data, np.ndarray):  # dask/zarr: never load it whole, write a zarr store
+            return self.predict_to_zarr(output)
         data = np.asarray(image.data)  # read on the main thread; the worker only sees the array
         self._new_stop_event()
         job = {
@@ -436,6 +442,58 @@ class MitoWidget(AdaptSection, QWidget):
         self._info(f"Predicting {image.name!r} …")
         return self._start_worker(predict_iter, (data,), gen_kwargs, partial(self._on_predicted, job),
                                   button=self.predict_button)
+
+    def predict_to_zarr(self, output: str | Path | None = None):
+        """Chunked prediction of the selected lazy image into a zarr store (core.chunked on dask)."""
+        from ._chunked_worker import chunked_predict_iter
+
+        image = self.image_layer
+        if output is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            output, _ = QFileDialog.getSaveFileName(self, "Write the instances of a large volume to",
+                                                    f"{image.name}_instances.zarr", "Zarr store (*.zarr)")
+            if not output:
+                return None
+        output = Path(output)
+        if output.suffix.lower() != ".zarr":
+            output = output.with_name(output.name + ".zarr")
+        if output.exists():
+            self._fail(f"{output} already exists; choose another name (nothing is overwritten).")
+            return None
+        self._new_stop_event()
+        job = {"image_name": image.name, "scale": tuple(image.scale), "translate": tuple(image.translate),
+               "output": str(output)}
+        gen_kwargs = {"model": self._model if self._model is not None else self.model_path,
+                      "stop_event": self._stop_event}
+        self.progress_bar.setFormat("%v/%m chunks")
+        self._info(f"Predicting {image.name!r} chunk by chunk into {output} …")
+        return self._start_worker(chunked_predict_iter, (image.data, dict(image.metadata), output), gen_kwargs,
+                                  partial(self._on_chunked_done, job), button=self.predict_button,
+                                  on_yielded=self._on_chunk_progress)
+
+    def _on_chunk_progress(self, report) -> None:
+        self.progress_bar.setRange(0, max(1, report.total))
+        self.progress_bar.setValue(min(report.done, report.total))
+        if not self._stop_event.is_set():
+            self._info(f"{report.stage.capitalize()} … {report.done}/{report.total} chunks")
+
+    def _on_chunked_done(self, job: dict, result) -> None:
+        from ._lazy_reader import labels_layer_data
+
+        if result is None:
+            return
+        data, meta = labels_layer_data(result.path)
+        meta.update(scale=job["scale"], translate=job["translate"], name=f"{job['image_name']}{INSTANCES_SUFFIX}")
+        meta.pop("units", None)
+        self._keep_user_edits(meta["name"])
+        old = self._layer(meta["name"])
+        if old is not None:
+            self.viewer.layers.remove(old)
+        layer = self.viewer.add_labels(data, **meta)  # lazy: napari reads only the slices it shows
+        layer.metadata.setdefault("mito_wda", {})["zarr"] = job["output"]
+        self.labels_combo.setCurrentText(layer.name)
+        self._info(f"Instances of {job['image_name']!r} written to {job['output']} (opened lazily).")
 
     def _new_stop_event(self) -> None:
         self._stop_event = threading.Event()
@@ -536,7 +594,7 @@ class MitoWidget(AdaptSection, QWidget):
 
         self._then = None
         if isinstance(exc, Cancelled):
-            self._info("Stopped; no layer was changed.")
+            self._info(f"Stopped: {exc}" if str(exc) else "Stopped; no layer was changed.")
         else:
             self._fail(f"{self._worker_what} failed: {exc}")
 
