@@ -32,6 +32,8 @@ FULL_CHUNKS = (8, 2048, 2048)
 QUICK = [("17 MVoxel", (4, 2048, 2048))]
 QUICK_CHUNKS = (4, 1024, 1024)
 BASELINE_SHAPE = {"full": (16, 768, 1024), "quick": (4, 768, 1024)}
+# The in-memory path on slices as large as the chunked runs' (several blended tiles per slice).
+SAME_SLICE_BASELINE = (2, 4096, 4096)
 
 
 def _worker_peak_mb() -> float:
@@ -111,6 +113,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="one small volume only; prints, writes nothing to docs")
     ap.add_argument("--chunks", default=None, help="Z,Y,X chunk (default 8,2048,2048; quick: 4,1024,1024)")
     ap.add_argument("--instance-halo", type=int, default=256)
+    ap.add_argument("--sizes", default=None, help="subset of the full sizes, e.g. 0.1,0.5 (GVoxel)")
     a = ap.parse_args()
     chunks = tuple(int(v) for v in a.chunks.split(",")) if a.chunks else (QUICK_CHUNKS if a.quick else FULL_CHUNKS)
     if a.child:
@@ -119,27 +122,34 @@ def main() -> None:
         print(json.dumps(out))
         return
     sizes = QUICK if a.quick else FULL
+    if a.sizes:
+        sizes = [(n, sh) for n, sh in sizes if n.split()[0] in a.sizes.split(",")]
     script = Path(__file__)
     t_all = time.perf_counter()
     base_shape = BASELINE_SHAPE["quick" if a.quick else "full"]
     base = run_child(script, ["--mode", "inmemory", "--shape", ",".join(map(str, base_shape))])
     print("in-memory baseline", json.dumps(base), flush=True)
+    same = None
+    if not a.quick:
+        same = run_child(script, ["--mode", "inmemory", "--shape", ",".join(map(str, SAME_SLICE_BASELINE))])
+        print("in-memory baseline, 4096 x 4096 slices", json.dumps(same), flush=True)
     rows, raw = [], []
     for name, shape in sizes:
         for workers in (1, 2):
             r = run_child(script, ["--shape", ",".join(map(str, shape)), "--workers", str(workers),
                                    "--chunks", ",".join(map(str, chunks)), "--instance-halo", str(a.instance_halo)])
-            raw.append(r)
+            raw.append(r | {"size": name.split()[0]})
             rel = r["voxels_per_s"] / base["voxels_per_s"]
-            print(name, workers, "workers", json.dumps(r), f"throughput vs in-memory {rel:.2f}", flush=True)
+            rel_same = f"{r['voxels_per_s'] / same['voxels_per_s']:.2f}" if same else "-"
+            print(name, workers, "workers", json.dumps(r), f"throughput vs in-memory {rel:.2f} ({rel_same})", flush=True)
             st = r["stage_s"]
             rows.append([name, "x".join(map(str, shape)), workers, r["n_chunks"], f"{r['wall_s']:.1f}",
-                         f"{r['voxels_per_s'] / 1e6:.2f}", f"{rel:.2f}",
+                         f"{r['voxels_per_s'] / 1e6:.2f}", f"{rel:.2f} / {rel_same}",
                          f"{st.get('predict', 0):.0f} / {st.get('instances', 0):.0f} / {st.get('relabel', 0):.0f}",
                          f"{r['client_peak_mb']:.0f}", " + ".join(f"{m:.0f}" for m in r["worker_peak_mb"]),
                          f"{r['startup_s']:.0f}", r["n_instances"], r["cut_objects"]])
     total_min = (time.perf_counter() - t_all) / 60
-    table = markdown_table(["volume", "Z x Y x X", "workers", "chunks", "wall s", "Mvoxel/s", "vs in-memory",
+    table = markdown_table(["volume", "Z x Y x X", "workers", "chunks", "wall s", "Mvoxel/s", "vs in-memory (768x1024 / 4096² slices)",
                             "predict / instances / relabel s", "client peak MB", "worker peak MB",
                             "cluster start s", "instances", "cut objects"], rows)
     print(table)
@@ -149,12 +159,12 @@ def main() -> None:
     from napari_mito_wda.core.provenance import provenance
 
     prov = provenance()
-    body = _section(table, base, raw, chunks, a.instance_halo, prov, total_min)
+    body = _section(table, base, same, raw, chunks, a.instance_halo, prov, total_min)
     update_section("large-volumes", body)
     print(body)
 
 
-def _section(table, base, raw, chunks, halo, prov, total_min) -> str:
+def _section(table, base, same, raw, chunks, halo, prov, total_min) -> str:
     big = max(raw, key=lambda r: (r["shape"][0], -r["workers"]))
     per_chunk_net = big["stage_s"].get("predict", 0) / big["n_chunks"] * big["workers"]
     per_chunk_post = (big["stage_s"].get("instances", 0) + big["stage_s"].get("relabel", 0)) / big["n_chunks"] * big["workers"]
@@ -169,8 +179,9 @@ LocalCluster of worker processes with 1 thread each and 2 / workers torch thread
 the output zarr (labels; prob and heat kept during the run) went to a temporary folder, deleted after.
 Wall time excludes the cluster start (given apart). Peak MB = peak resident memory of each process
 (client includes the scheduler). "vs in-memory" = throughput relative to `segment_volume` on the same
-kind of data, slices of 768 x 1024 (one tile each, no halo), 2 threads:
-{base['voxels_per_s'] / 1e6:.2f} Mvoxel/s, peak {base['peak_mb']:.0f} MB.
+kind of data, 2 threads: on slices of 768 x 1024 (one network tile each, no overlap):
+{base['voxels_per_s'] / 1e6:.2f} Mvoxel/s, peak {base['peak_mb']:.0f} MB; and on slices of 4096 x 4096 like the chunked runs
+(blended 512-pixel tiles): {same['voxels_per_s'] / 1e6:.2f} Mvoxel/s, peak {same['peak_mb']:.0f} MB.
 
 {table}
 
@@ -184,7 +195,7 @@ with c CPU cores per worker used for post-processing, e.g. N = 4, S = 50, c = 8:
 {mitoem_chunks * (per_chunk_net / 50 + per_chunk_post / 8) / 4 / 60:.0f} min. Post-processing then dominates; threads_per_worker = c runs c chunks' post-processing at once.
 
 Measured {prov['date']} at commit {prov['commit']} on {prov['machine']} ({total_min:.0f} min in all). Reproduce:
-`.venv/bin/python benchmarks/bench_large.py` (quick smoke test: `--quick`).
+`.venv/bin/python benchmarks/bench_large.py{' --sizes ' + ','.join(r['size'] for r in raw[::2]) if len(raw) < 6 else ''}` (quick smoke test: `--quick`).
 """
 
 
