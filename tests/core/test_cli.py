@@ -69,7 +69,8 @@ def test_evaluate_prints_table_and_writes_json(em_tif, tmp_path, capsys):
 
 
 def test_demo_writes_instances_metrics_and_picture(adaptable_model_file, tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(adaptable_model_file), "--minutes", "30", "--max-iters", "4"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(adaptable_model_file), "--adapt",
+                 "--minutes", "30", "--max-iters", "4"]) == 0
     (run,) = list((tmp_path / "d").iterdir())
     assert {p.name for p in run.iterdir()} == {"source_instances.tif", "adapted_instances.tif", "adapted_model.pt",
                                               "metrics.json", "demo.png"}
@@ -84,7 +85,7 @@ def test_demo_writes_instances_metrics_and_picture(adaptable_model_file, tmp_pat
 
 
 def test_demo_without_adaptation(tiny_ckpt, tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(tiny_ckpt), "--no-adapt"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(tiny_ckpt)]) == 0
     (run,) = list((tmp_path / "d").iterdir())
     assert {p.name for p in run.iterdir()} == {"source_instances.tif", "metrics.json", "demo.png"}
 
