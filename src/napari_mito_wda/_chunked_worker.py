@@ -10,6 +10,7 @@ and adds the result, read lazily from the store, with the image layer's scale.
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 
 
 def layer_source(layer):
@@ -48,10 +49,7 @@ def chunked_predict_iter(layer_data, layer_meta, output, model=None, settings=No
     from .core.chunked import segment_to_zarr_iter
     from .core.runner import ClusterSettings
 
-    class _Layer:  # layer_source reads only these two attributes
-        data, metadata = layer_data, layer_meta
-
-    source, dataset = layer_source(_Layer)
+    source, dataset = layer_source(SimpleNamespace(data=layer_data, metadata=layer_meta))
     gen = segment_to_zarr_iter(source, output, model, settings, cluster or ClusterSettings(workers=1, processes=False),
                                dataset)
     while True:
