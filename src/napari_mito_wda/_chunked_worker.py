@@ -82,12 +82,10 @@ def segment_layer_to_zarr(viewer, layer, output, model=None, settings=None, clus
             bar.close()
 
     def on_returned(result) -> None:
-        from ._lazy_reader import labels_layer_data
+        from ._lazy_reader import labels_on_image
 
         close_bars()
-        data, meta = labels_layer_data(result.path)
-        meta["scale"] = tuple(layer.scale)  # keep the labels on the image, whatever the store says
-        meta.pop("units", None)
+        data, meta = labels_on_image(result.path, layer.scale)
         added = viewer.add_labels(data, **meta)
         if on_done is not None:
             on_done(result, added)

@@ -46,6 +46,19 @@ def labels_layer_data(store: str | os.PathLike):
     return data, meta | _scale_meta(voxel, 3)
 
 
+def labels_on_image(store: str | os.PathLike, scale, translate=None, name: str | None = None):
+    """(dask labels, add_labels kwargs) of a finished store, placed on the image it was made from
+    (the image layer's scale and translate win over what the store records)."""
+    data, meta = labels_layer_data(store)
+    meta.pop("units", None)
+    meta["scale"] = tuple(scale)
+    if translate is not None:
+        meta["translate"] = tuple(translate)
+    if name is not None:
+        meta["name"] = name
+    return data, meta
+
+
 def _is_segmentation_store(path: Path) -> bool:
     try:
         import zarr

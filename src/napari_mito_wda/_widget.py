@@ -479,13 +479,12 @@ class MitoWidget(AdaptSection, QWidget):
             self._info(f"{report.stage.capitalize()} … {report.done}/{report.total} chunks")
 
     def _on_chunked_done(self, job: dict, result) -> None:
-        from ._lazy_reader import labels_layer_data
+        from ._lazy_reader import labels_on_image
 
         if result is None:
             return
-        data, meta = labels_layer_data(result.path)
-        meta.update(scale=job["scale"], translate=job["translate"], name=f"{job['image_name']}{INSTANCES_SUFFIX}")
-        meta.pop("units", None)
+        data, meta = labels_on_image(result.path, job["scale"], job["translate"],
+                                     f"{job['image_name']}{INSTANCES_SUFFIX}")
         self._keep_user_edits(meta["name"])
         old = self._layer(meta["name"])
         if old is not None:
