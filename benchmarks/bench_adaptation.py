@@ -24,6 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, markdown_table, peak_rss_mb, run_child, update_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "adaptation_results.jsonl"
+# Bumped when the adaptation code changes what a row measures; results without it are version 1.
+# 2: the detector selects instances only once it finds the clicks; AdaBN and every round are kept only
+#    when the label-free score does not fall below the starting model's.
+METHOD_VERSION = 2
 
 # name -> (clicks, settings overrides, description)
 ROWS = {
@@ -103,7 +107,7 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
     return m | {"commit": prov["commit"], "date": prov["date"][:10], "row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
                 "n_clicks": 0 if clicks is None else len(clicks), "test_slices": test_slices,
                 "peak_rss_mb": peak_rss_mb(), "device": dev.describe(), "threads": threads,
-                "concurrent": concurrent, "max_iters": iters}
+                "concurrent": concurrent, "max_iters": iters, "method": METHOD_VERSION}
 
 
 def render(results: list[dict]) -> str:
