@@ -25,9 +25,10 @@ from common import ROOT, SHARED, markdown_table, peak_rss_mb, run_child, update_
 
 RESULTS = ROOT / "benchmarks" / "results" / "adaptation_results.jsonl"
 # Bumped when the adaptation code changes what a row measures; results without it are version 1.
-# 2: the detector selects instances only once it finds the clicks; AdaBN and every round are kept only
-#    when the label-free score does not fall below the starting model's.
-METHOD_VERSION = 2
+# 2: the detector selects instances only once it finds the clicks (before that: clicked objects only);
+#    AdaBN and every round are kept only when the label-free score does not fall below the starting model's.
+# 3: until the detector finds the clicks, the segmentation's confidence ranks the instances IPL admits.
+METHOD_VERSION = 3
 
 # name -> (clicks, settings overrides, description)
 ROWS = {
@@ -110,6 +111,18 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
                 "concurrent": concurrent, "max_iters": iters, "method": METHOD_VERSION}
 
 
+def _table_row(label: str, rs: list[dict]) -> list:
+    import numpy as np
+
+    def cell(k):
+        v = np.array([r[k] for r in rs], float)
+        return f"{v.mean():.3f}" + (f" ± {v.std():.3f}" if len(v) > 1 else "")
+
+    return [label, cell("dice"), cell("iou"), cell("dice_mean"), cell("aji"), cell("pq"),
+            f"{np.mean([r['adapt_s'] for r in rs]) / 60:.1f}", int(np.mean([r["steps"] for r in rs])),
+            rs[0]["n_clicks"], len(rs)]
+
+
 def render(results: list[dict]) -> str:
     import numpy as np
 
@@ -117,15 +130,14 @@ def render(results: list[dict]) -> str:
 
     rows = []
     for name, (_, _, desc) in ROWS.items():
-        rs = [r for r in results if r["row"] == name]
-        if not rs:
-            continue
-        def cell(k):
-            v = np.array([r[k] for r in rs], float)
-            return f"{v.mean():.3f}" + (f" ± {v.std():.3f}" if len(v) > 1 else "")
-        rows.append([desc, cell("dice"), cell("iou"), cell("dice_mean"), cell("aji"), cell("pq"),
-                     f"{np.mean([r['adapt_s'] for r in rs]) / 60:.1f}", int(np.mean([r["steps"] for r in rs])),
-                     rs[0]["n_clicks"], len(rs)])
+        # Rows that adapt are grouped by the code version that measured them, the current one first;
+        # source and AdaBN-only do not run the adaptation loop, so every version's result is the same row.
+        adapts = name not in ("source", "adabn")
+        versions = sorted({r.get("method", 1) for r in results if r["row"] == name}, reverse=True)
+        for ver in versions if adapts else [None]:
+            rs = [r for r in results if r["row"] == name and (ver is None or r.get("method", 1) == ver)]
+            label = desc if ver in (None, METHOD_VERSION) else f"{desc} [v{ver} code]"
+            rows.append(_table_row(label, rs))
     prov = provenance()
     r0 = results[0]
     commits = ", ".join(sorted({r.get("commit", "?") for r in results}))
@@ -148,7 +160,8 @@ deviation over seeds. Rows with one seed are single measurements. Every adapting
 unless marked "mixed", lets only target batches update the BatchNorm running statistics (the default
 since the first measurement showed mixing undoes AdaBN). The naive row is the baseline of method.md's
 lessons (which scored 0.31 there with a much weaker source model); here it trains with the same loop,
-AdaBN and source replay, only its pseudo-labels differ.
+AdaBN and source replay, only its pseudo-labels differ. Rows marked [v1 code] were measured before the
+current version {METHOD_VERSION} of the adaptation (see METHOD_VERSION in the script for what changed).
 
 {table}
 

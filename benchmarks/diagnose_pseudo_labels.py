@@ -47,7 +47,7 @@ def main() -> None:
     import tifffile
     import torch
 
-    from napari_mito_wda.core.adapt import AdaptSettings, _predict_slices, adabn, build_round
+    from napari_mito_wda.core.adapt import AdaptSettings, _predict_slices, adabn, build_round, detector_trusted
     from napari_mito_wda.core.checkpoint import load_checkpoint
     from napari_mito_wda.core.device import pick_device
     from napari_mito_wda.core.inference import to_working
@@ -77,15 +77,18 @@ def main() -> None:
     anchors = {z: budget_anchor(len(cw.get(z, ())), 0.15, count_estimate(heat[k], s0.sigma)) for k, z in enumerate(zs)}
     policies = [
         ("IPL stage 1, round 0", dict(), 1, 0, s0.t_s1),
-        ("IPL stage 2, round 1", dict(), 2, 1, s0.t_s2),
-        ("IPL stage 2, round 2", dict(), 2, 2, s0.t_s2),
+        ("IPL by detection peaks, stage 2, round 1", dict(detector_trust=0.0), 2, 1, s0.t_s2),
+        ("IPL by detection peaks, stage 2, round 2", dict(detector_trust=0.0), 2, 2, s0.t_s2),
+        ("IPL ranked by segmentation, stage 2, round 1", dict(detector_trust=1.1), 2, 1, s0.t_s2),
+        ("IPL ranked by segmentation, stage 2, round 2", dict(detector_trust=1.1), 2, 2, s0.t_s2),
         ("pixel confidence t=0.9", dict(pseudo="pixel"), 2, 1, 0.9),
         ("pixel confidence t=0.8", dict(pseudo="pixel"), 2, 1, 0.8),
         ("naive click disks + p<0.05", dict(pseudo="naive"), 2, 1, 0.8),
     ]
     for name, over, stage, r, t_s in policies:
         s = AdaptSettings(click_fraction=0.15, **over)
-        rnd, n_sel = build_round(prob, heat, zs, cw, ratio_schedule(stage, r), t_s, anchors, s)
+        rnd, n_sel = build_round(prob, heat, zs, cw, ratio_schedule(stage, r), t_s, anchors, s,
+                                 use_detector=detector_trusted(heat, cw, zs, s))
         m = score(np.stack(rnd.labels), gt)
         rows.append([f"{name} ({n_sel} inst.)", *[f"{v:.3f}" for v in m.values()]])
     heat_at = [heat[k][int(y), int(x)] for k, z in enumerate(zs) for y, x in cw.get(z, ())

@@ -269,7 +269,7 @@ def cmd_demo(args) -> int:
         last = None
         for rep in adapt(image, clicks, loaded, settings, dev=dev):
             last = rep
-            if rep.stage in ("label", "done"):
+            if rep.stage in ("prepare", "label", "done"):
                 print(f"  [{rep.elapsed_s / 60:4.1f} min] {rep.stage}: {rep.message}", flush=True)
         save_adapted(run / "adapted_model.pt", loaded, settings, clicks, last, image_path="lucchi_sample.tif")
         adapted_labels, adapted_m = segment_and_score("adapted")

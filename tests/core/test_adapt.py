@@ -153,3 +153,50 @@ def test_source_batches_can_leave_running_batchnorm_statistics_alone():
     with _frozen_bn_stats(model, False):
         model(torch.rand(2, 1, 32, 32) * 5)
     assert not torch.equal(before, bn.running_mean)
+
+
+def test_detector_is_trusted_only_where_it_finds_the_clicks():
+    from napari_mito_wda.core.adapt import detector_trusted, heat_at_clicks
+
+    heat = np.zeros((2, 40, 40), np.float32)
+    heat[0, 10, 12] = 0.9  # two pixels from the first click: inside the search window
+    heat[1, 30, 30] = 0.2
+    clicks = {0: np.array([[10.0, 10.0]]), 1: np.array([[30.0, 30.0], [10.0, 10.0]]), 5: np.array([[1.0, 1.0]])}
+    assert heat_at_clicks(heat, clicks, [0, 1]) == pytest.approx(0.2)  # median of 0.9, 0.2, 0; slice 5 unused
+    assert heat_at_clicks(heat, {}, [0, 1]) is None
+    s = AdaptSettings()
+    assert not detector_trusted(heat, clicks, [0, 1], s)
+    assert detector_trusted(heat, {0: clicks[0]}, [0, 1], s)
+    assert detector_trusted(heat, {}, [0, 1], s)  # UDA: nothing to check the detector against
+    assert not detector_trusted(heat, {0: clicks[0]}, [0, 1], AdaptSettings(detection=False))
+    assert detector_trusted(heat, clicks, [0, 1], AdaptSettings(detector_trust=0.0))
+
+
+def test_untrusted_detector_lets_the_segmentation_rank_the_instances():
+    from napari_mito_wda.core.adapt import build_round
+
+    prob = np.full((1, 60, 60), 0.02, np.float32)
+    prob[0, 5:15, 5:15] = 0.99    # clicked object
+    prob[0, 40:50, 40:50] = 0.92  # unclicked, less confident, with a strong detection peak
+    prob[0, 5:15, 40:50] = 0.99   # unclicked, confident, no peak
+    heat = np.zeros_like(prob)
+    heat[0, 45, 45] = 0.9
+    clicks = {0: np.array([[10.0, 10.0]])}
+    s = AdaptSettings()
+    # budget ceil(0.5 x 2) = 1 unclicked instance
+    trusted, n_t = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=True)
+    untrusted, n_u = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=False)
+    assert n_t == n_u == 2
+    assert trusted.labels[0][45, 45] == 1 and trusted.labels[0][10, 45] == 255
+    assert untrusted.labels[0][45, 45] == 255 and untrusted.labels[0][10, 45] == 1
+    assert untrusted.labels[0][10, 10] == 1 and untrusted.labels[0][30, 30] == 0
+    assert len(untrusted.det_targets) == 1 and untrusted.det_targets[0][10, 45] == pytest.approx(1.0, abs=0.05)
+
+
+def test_the_returned_model_never_scores_below_the_starting_model(setup):
+    img, _, loaded, source, clicks = setup
+    reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))
+    start = reports[0].best_score
+    seen = [start] + [r.score for r in reports if r.stage == "label"]
+    assert start is not None and reports[-1].best_score == pytest.approx(max(seen))
+    assert reports[-1].score == pytest.approx(reports[-1].best_score, abs=1e-6)
