@@ -3,13 +3,19 @@
 dask's nanny starts every worker process with ``MALLOC_TRIM_THRESHOLD_=65536``. Setting any malloc
 threshold turns off glibc's dynamic mmap threshold, so every block above 128 KiB (every activation of
 the network) is mmap-ed and unmapped again, and each forward pass page-faults all its activations
-in afresh. Measured on a 2-core CPU, 1 torch thread, shipped model (benchmarks/profile_chunk.py):
-the forward pass runs ~1.1-1.8x slower under that variable than in a plain process, the more so the
-smaller the tile. Serving large blocks from the heap and keeping freed memory there (no trimming below
-1 GiB) removes the page faults; the cost is that the worker keeps its peak memory instead of returning
-it between chunks (it would reach that peak again on the next chunk anyway).
+in afresh. Serving large blocks from the heap and keeping freed memory there (no trimming below
+1 GiB) removes the page faults; the cost is that a worker keeps its peak memory between chunks instead
+of returning it (it reaches that peak again on the next chunk anyway).
 
-Applied only in worker processes (never in the calling process: napari, or ``--scheduler sync``).
+Two levels (benchmarks/profile_alloc.py compares them):
+
+* `runner.WORKER_MALLOC_ENV`, given to the worker processes of a LocalCluster that mito-wda starts
+  (it must be in the environment when a process starts): one arena, no mmap, no trimming;
+* `keep_memory_for_inference` below, called by the predict task on any other worker (a cluster
+  started elsewhere): no mmap and no trimming through ``mallopt``. A worker's task thread has its own
+  arena, which still maps blocks over 64 MiB, so this helps less with large tiles.
+
+Never applied in the calling process (napari, whose chunk workers are threads, or ``--scheduler sync``).
 """
 
 from __future__ import annotations
