@@ -4,7 +4,8 @@
 Synthetic EM-like volumes are made lazily, region by region, by the workers themselves
 (`core/synthetic_lazy.py`): no input file exists; the output zarr goes to a temporary folder that is
 deleted after each run. Each measurement runs in a fresh process that starts its own LocalCluster
-(worker processes, 1 thread each, torch threads = 2 / workers) and reports wall time (cluster start-up
+(worker processes, 1 thread each, torch threads = 2 / workers, started with the glibc malloc environment
+that `mito-wda predict` gives its own LocalCluster: `runner.worker_malloc_env`) and reports wall time (cluster start-up
 excluded and given apart), voxels/s, per-stage time and the peak resident memory of every process
 (this client + scheduler, and each worker). The in-memory baseline is `segment_volume` on the same
 synthetic data in slices of 768 x 1024 (as in the segmentation benchmark), 2 torch threads.
@@ -46,12 +47,13 @@ def child_chunked(shape, workers: int, chunks, halo: int) -> dict:
     from distributed import Client, LocalCluster
 
     from napari_mito_wda.core.chunked import ChunkSettings, segment_to_zarr
-    from napari_mito_wda.core.runner import ClusterSettings
+    from napari_mito_wda.core.runner import ClusterSettings, worker_malloc_env
     from napari_mito_wda.core.synthetic_lazy import LazySyntheticEM
 
     t0 = time.perf_counter()
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           memory_limit=None)
+    with worker_malloc_env():  # as Runner starts a LocalCluster (core/alloc.py)
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               memory_limit=None)
     client = Client(cluster)
     client.run(lambda: __import__("torch"))  # start-up cost apart from the run
     startup = time.perf_counter() - t0
@@ -175,7 +177,8 @@ def _section(table, base, same, raw, chunks, halo, prov, total_min) -> str:
 Synthetic EM-like volumes made lazily by the workers (`core/synthetic_lazy.py`; no input file), slices of
 4096 x 4096 as in MitoEM, chunks {" x ".join(map(str, chunks))} (each chunk pays the network halo on its 2
 inner sides: 112 working = 224 full pixels, see `core/tiling.py`), instance halo {halo} px, shipped model, CPU fp32.
-LocalCluster of worker processes with 1 thread each and 2 / workers torch threads, on this 2-core machine;
+LocalCluster of worker processes with 1 thread each and 2 / workers torch threads, started with the glibc
+malloc environment of `mito-wda predict` (`runner.worker_malloc_env`), on this 2-core machine;
 the output zarr (labels; prob and heat kept during the run) went to a temporary folder, deleted after.
 Wall time excludes the cluster start (given apart). Peak MB = peak resident memory of each process
 (client includes the scheduler). "vs in-memory" = throughput relative to `segment_volume` on the same

@@ -1,11 +1,16 @@
 """Chunked segmentation into zarr: equal to the whole-volume result, resumable, retried, on dask."""
 
+import os
+import platform
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
 import zarr
 
-from napari_mito_wda.core import chunked
+from napari_mito_wda.core import alloc, chunked
 from napari_mito_wda.core.checkpoint import load_checkpoint, save_checkpoint
 from napari_mito_wda.core.chunked import ChunkSettings, read_labels, segment_to_zarr
 from napari_mito_wda.core.device import DeviceInfo
@@ -13,7 +18,7 @@ from napari_mito_wda.core.inference import predict_volume
 from napari_mito_wda.core.instances import instances_volume
 from napari_mito_wda.core.io import InputError, normalize_slices
 from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
-from napari_mito_wda.core.runner import ClusterSettings
+from napari_mito_wda.core.runner import WORKER_MALLOC_ENV, ClusterSettings, Runner
 from napari_mito_wda.core.synthetic import make_volume
 from napari_mito_wda.core.tiling import predict_exact
 
@@ -165,7 +170,10 @@ def test_on_a_dask_cluster_with_the_model_shipped_once(tiny, tmp_path):
                               cluster=ClusterSettings(scheduler=cluster.scheduler_address))
         with Client(cluster.scheduler_address) as client:
             builds = client.run(lambda: chunked.MODEL_BUILDS["count"])
+            tuned = client.run(lambda: __import__("napari_mito_wda.core.alloc", fromlist=["_STATE"])._STATE["ok"])
     assert list(builds.values()) == [1]  # 18 chunks on two threads, one model built on the worker
+    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
+        assert list(tuned.values()) == [True]  # a worker started without our environment: mallopt in the task
     labels, voxel = read_labels(tmp_path / "out.zarr")
     assert voxel == (30.0, 5.0, 5.0) and res.voxel_size == voxel and labels.shape == SHAPE
     np.testing.assert_allclose(zarr.open_group(str(tmp_path / "out.zarr"))["prob"][...], prob, atol=1e-5, rtol=0)
@@ -179,6 +187,27 @@ def test_local_cluster_by_default(tiny, tmp_path):
                           cluster=ClusterSettings(workers=2, processes=False))
     assert "LocalCluster: 2 workers" in res.where
     np.testing.assert_allclose(zarr.open_group(str(tmp_path / "out.zarr"))["prob"][...], prob, atol=1e-5, rtol=0)
+    # Workers that are threads of this process (napari) and sync runs leave this process's allocator alone.
+    segment_to_zarr(image, tmp_path / "out2.zarr", ckpt, settings=settings(), cluster=SYNC)
+    assert not alloc._STATE["done"]
+
+
+def test_local_cluster_workers_get_the_malloc_environment():
+    """Worker processes of a LocalCluster start with WORKER_MALLOC_ENV; this process's environment is restored."""
+    before = {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}
+    with Runner(ClusterSettings(workers=1)) as runner:
+        env = runner.client.run(lambda: {k: __import__("os").environ.get(k) for k in WORKER_MALLOC_ENV})
+    assert list(env.values()) == [WORKER_MALLOC_ENV]
+    assert {k: os.environ.get(k) for k in WORKER_MALLOC_ENV} == before
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc only")
+def test_malloc_settings_take_effect_on_glibc():
+    code = "from napari_mito_wda.core.alloc import keep_memory_for_inference as k; print(k(), k())"
+    src = os.path.dirname(os.path.dirname(os.path.dirname(alloc.__file__)))  # this checkout's package
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["True", "True"]
 
 
 class Recording:

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .alloc import keep_memory_for_inference
 from .io import InputError, apply_range, intensity_range, sample_strides
 from .lazy_io import LazyVolume, open_volume
 from .runner import ClusterSettings, Runner
@@ -53,7 +54,7 @@ class ChunkSettings:
     torch_threads: int | None = None  # per task; default: cores / worker threads on a LocalCluster
     precision: str = "auto"
     device: str | None = None  # "cpu" / "cuda" / None = best on each worker
-    batch_size: int = 2
+    batch_size: int = 1  # slices per network call: on CPU, batches of large tiles run slower per pixel
     keep_maps: bool = True  # keep `prob` and `heat` in the output (else removed at the end)
 
     def instance_kw(self) -> dict:
@@ -125,6 +126,7 @@ class TaskContext:
     settings: ChunkSettings
     torch_threads: int | None
     norm: np.ndarray | None = None  # (Z, 2) per-slice intensity range
+    client_pid: int = 0  # tasks in another process (a worker) tune its allocator (core/alloc.py)
 
 
 _MODELS: dict = {}
@@ -221,6 +223,8 @@ def _predict_task(i: int, ctx: TaskContext, payload: ModelPayload) -> int:
     if _is_done(ctx.work, "predict", i):  # a retried or resubmitted task after a worker loss
         return i
     _set_threads(ctx.torch_threads)
+    if os.getpid() != ctx.client_pid:
+        keep_memory_for_inference()
     model, dev = _model_on_worker(payload, ctx.settings)
     z0, z1, y0, y1, x0, x1 = ctx.grid.box(i)
     src, (_, H, W) = ctx.source, ctx.source.shape
@@ -372,7 +376,7 @@ def segment_to_zarr_iter(
         threads = settings.torch_threads
         if threads is None and not runner.is_sync and not cluster.scheduler:
             threads = max(1, (os.cpu_count() or 1) // runner.n_threads())
-        ctx = TaskContext(src, str(work), grid, settings, threads)
+        ctx = TaskContext(src, str(work), grid, settings, threads, client_pid=os.getpid())
         # 1. per-slice normalisation ranges (cheap; recomputed on resume unless stored)
         norm_file = work / "_work" / "norm.npy"
         if norm_file.exists():

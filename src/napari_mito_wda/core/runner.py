@@ -8,8 +8,38 @@ task. "sync" runs the same tasks one after another in this process (tests, debug
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+
+# glibc malloc settings for worker processes (read by the C library when a process starts; see
+# core/alloc.py): large blocks from one heap that is not trimmed, instead of dask's default
+# MALLOC_TRIM_THRESHOLD_=65536, under which every network activation is mmap-ed and page-faulted anew.
+WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
+
+
+@contextmanager
+def worker_malloc_env():
+    """Worker processes (dask nannies) started inside this block get WORKER_MALLOC_ENV.
+
+    dask passes `distributed.nanny.pre-spawn-environ` to a worker process when it starts it, with
+    variables already in os.environ taking precedence: both are set here, and os.environ is restored
+    on exit (this process's own allocator is not affected: glibc reads them only at start-up).
+    """
+    import dask
+
+    old = {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}
+    os.environ.update(WORKER_MALLOC_ENV)
+    try:
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in WORKER_MALLOC_ENV.items()}):
+            yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass
@@ -47,10 +77,11 @@ class Runner:
         else:
             if s.workers < 1 or s.threads_per_worker < 1:
                 raise ValueError("workers and threads per worker must be >= 1")
-            self._cluster = LocalCluster(
-                n_workers=s.workers, threads_per_worker=s.threads_per_worker, memory_limit=s.memory_limit,
-                processes=s.processes, dashboard_address=None, silence_logs=logging.ERROR,
-            )
+            with worker_malloc_env():
+                self._cluster = LocalCluster(
+                    n_workers=s.workers, threads_per_worker=s.threads_per_worker, memory_limit=s.memory_limit,
+                    processes=s.processes, dashboard_address=None, silence_logs=logging.ERROR,
+                )
             self.client = Client(self._cluster, set_as_default=False)
         return self
 
