@@ -27,7 +27,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "adaptation_results.jsonl"
 # Bumped when the adaptation code changes what a row measures; results without it are version 1.
 # 2: the detector selects instances only once it finds the clicks (before that: clicked objects only);
 #    AdaBN and every round are kept only when the label-free score does not fall below the starting model's.
-# 3: until the detector finds the clicks, the segmentation's confidence ranks the instances IPL admits.
+# 3: when the starting model's detector does not find the clicks, the segmentation's confidence ranks the
+#    instances IPL admits for the whole run (judged once: trained on the clicks, it finds them anyway).
 METHOD_VERSION = 3
 
 # name -> (clicks, settings overrides, description)
