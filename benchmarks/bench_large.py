@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import markdown_table, peak_rss_mb, run_child, update_section  # noqa: E402
 
+RESULTS = Path(__file__).resolve().parent / "results" / "large_results.jsonl"
 # MitoEM-like slices of 4096 x 4096; volumes grow along Z only, so time should grow linearly.
 FULL = [("0.1 GVoxel", (6, 4096, 4096)), ("0.5 GVoxel", (30, 4096, 4096)), ("2 GVoxel", (120, 4096, 4096))]
 FULL_CHUNKS = (8, 2048, 2048)
@@ -141,6 +142,14 @@ def main() -> None:
             r = run_child(script, ["--shape", ",".join(map(str, shape)), "--workers", str(workers),
                                    "--chunks", ",".join(map(str, chunks)), "--instance-halo", str(a.instance_halo)])
             raw.append(r | {"size": name.split()[0]})
+            if not a.quick:  # kept as they come: a run stopped before the table is written loses nothing
+                with open(RESULTS, "a") as fh:
+                    from napari_mito_wda.core.provenance import provenance
+
+                    prov = provenance()
+                    fh.write(json.dumps(raw[-1] | {"baseline_768x1024": base["voxels_per_s"],
+                                                   "baseline_4096": same["voxels_per_s"],
+                                                   "commit": prov["commit"], "date": prov["date"]}) + "\n")
             rel = r["voxels_per_s"] / base["voxels_per_s"]
             rel_same = f"{r['voxels_per_s'] / same['voxels_per_s']:.2f}" if same else "-"
             print(name, workers, "workers", json.dumps(r), f"throughput vs in-memory {rel:.2f} ({rel_same})", flush=True)
