@@ -436,7 +436,7 @@ def adapt(
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
-                                  + ("" if trusted or not s.detection else " (detector not trusted yet: ranked by segmentation)"))
+                                  + ("" if trusted or not s.detection else " (the detector missed the clicks: instances ranked by segmentation)"))
         # Training share of this round: the remaining budget split over the remaining rounds.
         now = time.perf_counter()
         round_end = now + (budget - (now - t0)) / (len(rounds) - r_idx)
