@@ -29,7 +29,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "adaptation_results.jsonl"
 #    AdaBN and every round are kept only when the label-free score does not fall below the starting model's.
 # 3: when the starting model's detector does not find the clicks, the segmentation's confidence ranks the
 #    instances IPL admits for the whole run (judged once: trained on the clicks, it finds them anyway).
-METHOD_VERSION = 3
+# 4: the label-free selection score measures how well the clicks sit at the centres of their
+#    components instead of whether they are covered; AdaBN is always kept again (the v2-v3 check is off).
+METHOD_VERSION = 4
 
 # name -> (clicks, settings overrides, description)
 ROWS = {
