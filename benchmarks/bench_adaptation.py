@@ -31,7 +31,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "adaptation_results.jsonl"
 #    instances IPL admits for the whole run (judged once: trained on the clicks, it finds them anyway).
 # 4: the label-free selection score measures how well the clicks sit at the centres of their
 #    components instead of whether they are covered; AdaBN is always kept again (the v2-v3 check is off).
-METHOD_VERSION = 4
+# 5: back to clicked objects only while the detector misses the clicks (v3-v4 ranking by segmentation
+#    over-segmented: now the "seg_rank" ablation).
+METHOD_VERSION = 5
 
 # name -> (clicks, settings overrides, description)
 ROWS = {
@@ -47,6 +49,8 @@ ROWS = {
     "no_ct": ("15%", {"cross_teaching": False}, "ablation: no cross-teaching (detection targets = clicks), 15%"),
     "pixel": ("15%", {"pseudo": "pixel"}, "ablation: pixel-confidence pseudo-labels instead of IPL, 15%"),
     "no_det": ("15%", {"detection": False}, "ablation: no target detection (IPL = clicked components only), 15%"),
+    "seg_rank": ("15%", {"untrusted_ranking": "prob"},
+                 "ablation: while the detector misses the clicks, the segmentation ranks the instances, 15%"),
     "no_adabn": ("15%", {"adabn": False}, "ablation: no AdaBN at the start, 15%"),
     "wda15_mixed_bn": ("15%", {"target_bn_stats": False},
                        "ablation: BatchNorm running statistics from source and target batches, 15%"),

@@ -172,7 +172,7 @@ def test_detector_is_trusted_only_where_it_finds_the_clicks():
     assert detector_trusted(heat, clicks, [0, 1], AdaptSettings(detector_trust=0.0))
 
 
-def test_untrusted_detector_lets_the_segmentation_rank_the_instances():
+def test_untrusted_detector_selects_nothing_or_lets_the_segmentation_rank():
     from napari_mito_wda.core.adapt import build_round
 
     prob = np.full((1, 60, 60), 0.02, np.float32)
@@ -185,6 +185,9 @@ def test_untrusted_detector_lets_the_segmentation_rank_the_instances():
     s = AdaptSettings()
     # budget ceil(0.5 x 2) = 1 unclicked instance
     trusted, n_t = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=True)
+    clicked_only, n_c = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=False)
+    assert n_c == 1 and clicked_only.labels[0][45, 45] == 255 and clicked_only.labels[0][10, 45] == 255
+    s = AdaptSettings(untrusted_ranking="prob")
     untrusted, n_u = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=False)
     assert n_t == n_u == 2
     assert trusted.labels[0][45, 45] == 1 and trusted.labels[0][10, 45] == 255

@@ -69,6 +69,11 @@ class AdaptSettings:
     # alone (docs/benchmarks.md). 0 = always trust (the authors' way); without clicks (UDA) there is
     # nothing to check it against, so it is trusted.
     detector_trust: float = 0.5
+    # What IPL admits beyond the clicked objects while the detector is not trusted: "none" (clicked
+    # objects only) or "prob" (the most confident unclicked objects). "prob" gave cleaner pseudo-labels
+    # on Lucchi train (precision 0.81 vs 0.73) but the trained model over-segmented: Lucchi test Dice
+    # 0.727 vs 0.823-0.831 with "none" (docs/benchmarks.md).
+    untrusted_ranking: str = "none"
     adabn: bool = True               # re-estimate BatchNorm statistics on the target once, at the start
     adabn_check: bool = False        # ... and drop them again if they lower the label-free score (off:
     # on shifted synthetic data AdaBN lowered the score of the starting model yet was the better start
@@ -238,11 +243,11 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
                 use_detector: bool = True) -> tuple[TargetRound, int]:
     """Pseudo-labels, detection targets and weights of every labelled slice.
 
-    use_detector False: IPL ranks the unclicked components by the segmentation's own confidence instead
-    of detection peaks; the detector still learns from the selected instances' centres (cross-teaching)
-    and its low heat still vetoes background (Lucchi train, stage 2 round 1: fg precision 0.81 and recall
-    0.49 against 0.73 and 0.20 with peaks; mito labelled background 12.6% either way, 17.9% without the
-    veto; benchmarks/diagnose_pseudo_labels.py).
+    use_detector False: IPL keeps the clicked components only, or with untrusted_ranking "prob" ranks the
+    unclicked ones by the segmentation's own confidence instead of detection peaks (Lucchi train, stage 2
+    round 1: fg precision 0.81 and recall 0.49 against 0.73 and 0.20 with peaks). The detector still
+    learns from the selected instances' centres (cross-teaching) and its low heat still vetoes background
+    (mito labelled background: 12.6%, 17.9% without the veto; benchmarks/diagnose_pseudo_labels.py).
     """
     rnd = TargetRound([], [], [], [], [])
     n_sel = 0
@@ -251,7 +256,8 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
         cz = clicks.get(z, np.zeros((0, 2), np.float32))
         if s.pseudo == "ipl":
             res = instance_aware_pseudo_labels(
-                prob[k], heat[k] if s.detection else np.zeros_like(heat[k]), cz, ratio=ratio if s.detection else 0.0,
+                prob[k], heat[k] if s.detection else np.zeros_like(heat[k]), cz,
+                ratio=ratio if use or (s.detection and s.untrusted_ranking == "prob") else 0.0,
                 count=anchors[z], t_s=t_s, rank_by="heat" if use else "prob")
             label, centres = res.label, res.centres
             n_sel += res.n_selected
@@ -447,7 +453,7 @@ def adapt(
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
-                                  + ("" if trusted or not s.detection else " (the detector missed the clicks: instances ranked by segmentation)"))
+                                  + ("" if trusted or not s.detection else " (the detector missed the clicks: not used to select)"))
         # Training share of this round: the remaining budget split over the remaining rounds.
         now = time.perf_counter()
         round_end = now + (budget - (now - t0)) / (len(rounds) - r_idx)
