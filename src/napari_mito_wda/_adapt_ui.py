@@ -309,7 +309,7 @@ class AdaptSection:
             "image": job["image_path"], "from_model": job["source_model"], "resumed": job["resume"],
             "steps": int(last.step), "seconds": round(float(result.seconds), 1), "n_clicks": int(len(result.clicks)),
             "best_score": None if last.best_score is None else round(float(last.best_score), 4),
-            "stopped": bool(result.stopped), "settings": result.settings.to_dict(),
+            "stopped": bool(result.stopped), "settings": result.settings.to_dict(), "kept_step": last.kept_step,
         })
         self._step_offset += int(last.step)
         self.loss_plot.flush()
@@ -317,6 +317,8 @@ class AdaptSection:
         self._update_model_label()
         head = "Stopped: the best model so far is kept" if result.stopped else "Adaptation finished"
         score = f", label-free score {last.best_score:.3f}" if last.best_score is not None else ""
+        if last.kept_step is None:  # the user must not wonder why nothing changed
+            score += "; no adapted model scored above the starting one, so it is kept"
         if self._layer(job["image_name"]) is None:  # the image was closed meanwhile: nothing to predict
             self._info(f"{head} ({last.step} steps{score}); the image {job['image_name']!r} is gone.")
             return

@@ -204,6 +204,10 @@ def test_the_returned_model_never_scores_below_the_starting_model(setup):
     # (the end-of-training prediction is a candidate too, without a report of its own)
     assert start is not None and reports[-1].best_score >= max(seen) - 1e-9
     assert reports[-1].score == pytest.approx(reports[-1].best_score, abs=1e-6)
+    # the report names the kept model: the starting one exactly when nothing scored above it
+    beaten = reports[-1].best_score > start + 1e-9
+    assert (reports[-1].kept_step is not None) == beaten
+    assert ("the starting model" in reports[-1].message) == (not beaten)
 
 
 def test_selection_score_prefers_clicks_at_object_centres_over_foreground_everywhere():

@@ -64,7 +64,7 @@ class AdaptSettings:
     pseudo: str = "ipl"              # "ipl", "pixel" (plain confidence) or "naive" (click disks; a baseline)
     detection: bool = True           # detection head trained on the target and used to select instances
     # The detector selects instances only if the starting model's detector finds the user's clicks:
-    # median heat at the clicks >= detector_trust; otherwise the segmentation's own confidence ranks them. The source detector
+    # median heat at the clicks >= detector_trust (otherwise see untrusted_ranking). The source detector
     # peaks at ~0.4 on Lucchi, and admitting its peaks made the method worse than clicked components
     # alone (docs/benchmarks.md). 0 = always trust (the authors' way); without clicks (UDA) there is
     # nothing to check it against, so it is trusted.
@@ -120,6 +120,7 @@ class AdaptReport:
     n_pseudo: int = 0                # pseudo-instances selected in this round
     prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
     message: str = ""
+    kept_step: int | None = None     # "done" only: the step whose model was kept; None = the starting model
 
     @property
     def eta_s(self) -> float:
@@ -400,22 +401,20 @@ def adapt(
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
     prob, heat = _predict_slices(model, images, zs, dev)
     best_score, best_state = selection_score(prob, heat, clicks_w, zs), copy.deepcopy(model.state_dict())
-    best_from = "the starting model"
+    best_from, kept_step = "the starting model", None
     note, keep_source_stats = "", False
     if s.adabn:
         adabn(model, images, dev, s.crop, seed=s.seed)
-        prob, heat = _predict_slices(model, images, zs, dev)
-        bn_score = selection_score(prob, heat, clicks_w, zs)
+    if s.adabn and s.adabn_check:
         # AdaBN depends on the region: on the shipped sample it halved the predicted foreground (Dice
-        # 0.70 -> 0.46) while it helps the Lucchi test set; the label-free score ranked both correctly.
-        if s.adabn_check and bn_score < best_score:
+        # 0.70 -> 0.46) while it helps the Lucchi test set; the coverage score ranked both correctly.
+        bn_score = selection_score(*_predict_slices(model, images, zs, dev), clicks_w, zs)
+        if bn_score < best_score:
             # ... and training must not bring the target statistics back through the running averages
             # (on the sample the foreground then shrank from 0.18 to 0.06 of the pixels in 50 steps).
             model.load_state_dict(best_state)
             keep_source_stats = True
             note = f", AdaBN dropped (score {bn_score:.3f} < {best_score:.3f})"
-        else:
-            note = f", AdaBN kept (score {best_score:.3f} -> {bn_score:.3f})"
     yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
                       best_score=best_score, message=f"{len(images)} slices, {n_clicks} clicks, {dev.describe()}{note}")
 
@@ -431,7 +430,7 @@ def adapt(
         score = selection_score(prob, heat, clicks_w, zs)
         if score > best_score or s.selection == "last":
             best_score, best_state = score, copy.deepcopy(model.state_dict())
-            best_from = f"step {step}"
+            best_from, kept_step = f"step {step}", step
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
         if stage == "final" or (stop is not None and stop()):
             break
@@ -512,7 +511,7 @@ def adapt(
     prob, heat = _predict_slices(model, images, zs, dev)
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
                       score=selection_score(prob, heat, clicks_w, zs), best_score=best_score, n_clicks=n_clicks,
-                      prediction={"slices": list(zs), "prob": prob, "heat": heat},
+                      prediction={"slices": list(zs), "prob": prob, "heat": heat}, kept_step=kept_step,
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})")
 
