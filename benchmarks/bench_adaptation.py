@@ -33,7 +33,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "adaptation_results.jsonl"
 #    components instead of whether they are covered; AdaBN is always kept again (the v2-v3 check is off).
 # 5: back to clicked objects only while the detector misses the clicks (v3-v4 ranking by segmentation
 #    over-segmented: now the "seg_rank" ablation).
-METHOD_VERSION = 5
+# 6: while the detector misses the clicks, its heat no longer vetoes background (as in v2, whose higher
+#    scores came from this, not from its selection score: the v5 traces show both scores pick alike).
+METHOD_VERSION = 6
 
 # name -> (clicks, settings overrides, description)
 ROWS = {
@@ -51,6 +53,14 @@ ROWS = {
     "no_det": ("15%", {"detection": False}, "ablation: no target detection (IPL = clicked components only), 15%"),
     "seg_rank": ("15%", {"untrusted_ranking": "prob"},
                  "ablation: while the detector misses the clicks, the segmentation ranks the instances, 15%"),
+    "src_off_s2": ("15%", {"stage2_source": False},
+                   "variant: stage 2 without the source losses (the authors' stage 2), 15%"),
+    "heat_veto": ("15%", {"untrusted_heat_veto": True},
+                  "ablation: the untrusted detector's heat vetoes background (v5 default), 15%"),
+    "trust_rounds": ("15%", {"trust_each_round": True},
+                     "variant: the detector is judged again every round (selects once it finds the clicks), 15%"),
+    "s2only": ("15%", {"stage1_rounds": 0, "stage2_rounds": 3},
+               "variant: no stage 1 (3 rounds of stage 2: segmentation pseudo-labels from the start), 15%"),
     "no_adabn": ("15%", {"adabn": False}, "ablation: no AdaBN at the start, 15%"),
     "wda15_mixed_bn": ("15%", {"target_bn_stats": False},
                        "ablation: BatchNorm running statistics from source and target batches, 15%"),
@@ -89,7 +99,21 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
         zs = list(range(5, train.shape[0], train.shape[0] // 5))[:5]
         clicks = simulate_clicks(train_lab, seed=seed, slices=zs, max_total=50)
     t0 = time.perf_counter()
-    steps = 0
+    steps, probe_s, kept_step, candidates = 0, 0.0, None, []
+
+    def probe(rep, clicks) -> float:
+        """Score the model at a selection point on every 2nd test slice (time excluded from adapt_s)."""
+        t = time.perf_counter()
+        was_training = loaded.model.training
+        m = evaluate_volume(segment_volume(test[::2], loaded, dev).labels, test_lab[::2], per_slice=False)
+        loaded.model.train(was_training)
+        cov = None
+        if rep.prediction is not None:
+            cov = coverage_score(rep.prediction, clicks, loaded.model.config.downsample)
+        candidates.append({"stage": rep.stage, "step": rep.step, "score": rep.score, "coverage_score": cov,
+                           "dice": m["dice"], "aji": m["aji"], "pq": m["pq"]})
+        print("candidate", json.dumps(candidates[-1]), flush=True)
+        return time.perf_counter() - t
     if clicks_kind is None:
         pass
     elif clicks_kind == "labels":
@@ -106,7 +130,11 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
                                  max_iters=iters, **over)
         for rep in adapt(train, clicks, loaded, settings, dev=dev):
             steps = rep.step
-    adapt_s = time.perf_counter() - t0
+            if rep.stage == "label" or (rep.stage == "train" and iters and rep.step == iters):
+                probe_s += probe(rep, clicks)
+            elif rep.stage == "done":
+                kept_step = rep.kept_step
+    adapt_s = time.perf_counter() - t0 - probe_s
     seg = segment_volume(test, loaded, dev)
     m = evaluate_volume(seg.labels, test_lab, per_slice=False)
     from napari_mito_wda.core.provenance import provenance
@@ -115,7 +143,28 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
     return m | {"commit": prov["commit"], "date": prov["date"][:10], "row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
                 "n_clicks": 0 if clicks is None else len(clicks), "test_slices": test_slices,
                 "peak_rss_mb": peak_rss_mb(), "device": dev.describe(), "threads": threads,
-                "concurrent": concurrent, "max_iters": iters, "method": METHOD_VERSION}
+                "concurrent": concurrent, "max_iters": iters, "method": METHOD_VERSION,
+                "kept_step": kept_step, "candidates": candidates}
+
+
+def coverage_score(pred: dict, clicks, f: int) -> float:
+    """The version-2 selection score, for comparison: 0.5 x head agreement + 0.5 x share of clicks on foreground."""
+    import numpy as np
+
+    from napari_mito_wda.core.adapt import selection_score
+    from napari_mito_wda.core.points import points_by_slice
+
+    agree = selection_score(pred["prob"], pred["heat"], {}, pred["slices"])
+    if clicks is None or not len(clicks):
+        return agree
+    by_z = points_by_slice(np.asarray(clicks, np.float32) / np.array([1, f, f], np.float32))
+    hit = n = 0
+    for k, z in enumerate(pred["slices"]):
+        for y, x in by_z.get(z, ()):
+            fg = pred["prob"][k] > 0.5
+            hit += bool(fg[min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)])
+            n += 1
+    return 0.5 * agree + 0.5 * (hit / n if n else 0.0)
 
 
 def _table_row(label: str, rs: list[dict]) -> list:
@@ -138,8 +187,8 @@ def render(results: list[dict]) -> str:
     rows = []
     for name, (_, _, desc) in ROWS.items():
         # Rows that adapt are grouped by the code version that measured them, the current one first;
-        # source and AdaBN-only do not run the adaptation loop, so every version's result is the same row.
-        adapts = name not in ("source", "adabn")
+        # source, AdaBN-only and supervised do not run the adaptation loop: one row whatever the version.
+        adapts = name not in ("source", "adabn", "supervised")
         versions = sorted({r.get("method", 1) for r in results if r["row"] == name}, reverse=True)
         for ver in versions if adapts else [None]:
             rs = [r for r in results if r["row"] == name and (ver is None or r.get("method", 1) == ver)]

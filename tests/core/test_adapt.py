@@ -3,6 +3,7 @@
 import copy
 
 import numpy as np
+from scipy import ndimage as ndi
 import pytest
 import torch
 
@@ -40,6 +41,17 @@ def test_reports_cover_every_stage_and_iteration_budget(setup):
     assert {"src_seg", "src_det", "tgt_det"} <= set(train[0].losses) and "tgt_seg" in train[-1].losses
     assert reports[-1].prediction["prob"].shape[1:] == (96, 96) and reports[-1].n_clicks == 2
     assert all(np.isfinite(v) for r in train for v in r.losses.values())
+
+
+def test_stage2_can_train_on_the_target_alone_as_the_authors_do(setup):
+    img, _, loaded, source, clicks = setup
+    reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST, stage2_source=False), source_data=source))
+    by_round = {}
+    for r in reports:
+        if r.stage == "train":
+            by_round.setdefault(r.round, set()).update(r.losses)
+    assert {"src_seg", "src_det"} <= by_round[1]  # stage 1 keeps the source
+    assert not {"src_seg", "src_det"} & by_round[2] and "tgt_seg" in by_round[2]
 
 
 def test_stop_is_honoured_at_once_and_keeps_a_model(setup):
@@ -170,6 +182,53 @@ def test_detector_is_trusted_only_where_it_finds_the_clicks():
     assert detector_trusted(heat, {}, [0, 1], s)  # UDA: nothing to check the detector against
     assert not detector_trusted(heat, {0: clicks[0]}, [0, 1], AdaptSettings(detection=False))
     assert detector_trusted(heat, clicks, [0, 1], AdaptSettings(detector_trust=0.0))
+
+
+@pytest.mark.parametrize("each_round", [False, True])
+def test_detector_trust_is_judged_once_or_every_round(setup, each_round):
+    from napari_mito_wda.core.adapt import _predict_slices
+    from napari_mito_wda.core.device import pick_device
+    from napari_mito_wda.core.io import normalize_slice
+
+    img, _, loaded, source, _ = setup
+    with torch.no_grad():  # an untrained detector is ReLU-dead: lift it so its heat varies over the image
+        loaded.model.det_head[-1].bias.fill_(0.5)
+    # No AdaBN and no training steps: the heatmap is the same in every round, only the clicks move,
+    # from where the detector is coldest (round 1) to where it is hottest (round 2).
+    images = [normalize_slice(s) for s in img]  # as adapt() sees them (downsample 1)
+    _, heat = _predict_slices(loaded.model, images, [1], pick_device("cpu"))
+    win = ndi.maximum_filter(heat[0], size=7)
+    cold, hot = np.unravel_index(win.argmin(), win.shape), np.unravel_index(win.argmax(), win.shape)
+    assert win[hot] > win[cold]
+    rounds_seen = []
+
+    def get_clicks():  # asked once at the start of every round
+        rounds_seen.append(1)
+        return np.array([[1, *(cold if len(rounds_seen) == 1 else hot)]], float)
+
+    settings = AdaptSettings(**FAST | {"max_iters": 0}, adabn=False, trust_each_round=each_round,
+                             detector_trust=float(win[cold] + win[hot]) / 2)
+    labels = [r.message for r in adapt(img, np.array([[1, *cold]], float), loaded, settings, source_data=source,
+                                       get_clicks=get_clicks) if r.stage == "label"]
+    assert len(labels) == 2 and "missed the clicks" in labels[0]
+    assert ("missed the clicks" in labels[1]) == (not each_round)
+
+
+def test_untrusted_detector_vetoes_background_only_when_asked():
+    from napari_mito_wda.core.adapt import build_round
+
+    prob = np.full((1, 60, 60), 0.02, np.float32)
+    prob[0, 5:15, 5:15] = 0.99
+    heat = np.zeros_like(prob)
+    heat[0, 45, 45] = 0.3  # some heat on confidently background pixels, far from the click
+    clicks = {0: np.array([[10.0, 10.0]])}
+    plain, _ = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, AdaptSettings(), use_detector=False)
+    veto, _ = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, AdaptSettings(untrusted_heat_veto=True),
+                          use_detector=False)
+    assert plain.labels[0][45, 45] == 0 and veto.labels[0][45, 45] == 255
+    assert plain.labels[0][55, 5] == 0 and veto.labels[0][55, 5] == 0  # no heat there: background either way
+    trusted, _ = build_round(prob, heat, [0], clicks, 0.0, 0.9, {0: 2}, AdaptSettings(), use_detector=True)
+    assert trusted.labels[0][45, 45] == 255  # a trusted detector always vetoes
 
 
 def test_untrusted_detector_selects_nothing_or_lets_the_segmentation_rank():
