@@ -11,6 +11,13 @@ policy would train on:
   labelled       share of all pixels that are not ignored
 
     .venv/bin/python benchmarks/diagnose_pseudo_labels.py [--model CKPT] [--slices 20] [--no-adabn]
+        [--stage1-iters 130]
+
+--stage1-iters N first runs stage 1 of the adaptation (target detection + contrastive, 15% clicks,
+seed 0) for N iterations, to see what it taught the detector. The second table asks whether the
+detector generalises from the clicks: its heat at the clicked centres against the centres of the
+objects nobody clicked, and how well it (or the segmentation) ranks the unclicked confident components
+into real objects and false ones (ROC AUC; 0.5 = chance).
 """
 
 from __future__ import annotations
@@ -39,15 +46,16 @@ def score(label: np.ndarray, gt: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--slices", type=int, default=20)
+    ap.add_argument("--slices", type=int, default=20, help="evenly spaced train slices (80: all, for 3D linking)")
     ap.add_argument("--no-adabn", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--stage1-iters", type=int, default=0)
     a = ap.parse_args()
 
     import tifffile
     import torch
 
-    from napari_mito_wda.core.adapt import AdaptSettings, _predict_slices, adabn, build_round, detector_trusted
+    from napari_mito_wda.core.adapt import AdaptSettings, _predict_slices, adabn, adapt, build_round, detector_trusted
     from napari_mito_wda.core.checkpoint import load_checkpoint
     from napari_mito_wda.core.device import pick_device
     from napari_mito_wda.core.inference import to_working
@@ -63,9 +71,15 @@ def main() -> None:
     loaded = load_checkpoint(a.model, device=dev.device)
     f = loaded.model.config.downsample
     images = [to_working(normalize_slice(s), f).astype(np.float32) for s in img]
-    if not a.no_adabn:
-        adabn(loaded.model, images, dev, 256)
     clicks = simulate_clicks(lab, 0.15, seed=0)
+    if a.stage1_iters:
+        s1 = AdaptSettings(minutes=600, max_iters=a.stage1_iters, stage1_rounds=1, stage2_rounds=0,
+                           click_fraction=0.15, adabn=not a.no_adabn)
+        for rep in adapt(img, clicks, loaded, s1, dev=dev):
+            if rep.stage != "train" or rep.step % 50 == 0:
+                print(rep.stage, rep.step, f"{rep.elapsed_s:.0f}s", rep.message, flush=True)
+    elif not a.no_adabn:
+        adabn(loaded.model, images, dev, 256)
     cw = points_by_slice(clicks / np.array([1, f, f]))
     zs = np.linspace(0, len(images) - 1, a.slices).round().astype(int).tolist()
     prob, heat = _predict_slices(loaded.model, images, zs, dev)
@@ -76,11 +90,16 @@ def main() -> None:
     s0 = AdaptSettings(click_fraction=0.15)
     anchors = {z: budget_anchor(len(cw.get(z, ())), 0.15, count_estimate(heat[k], s0.sigma)) for k, z in enumerate(zs)}
     policies = [
-        ("IPL stage 1, round 0", dict(), 1, 0, s0.t_s1),
-        ("IPL by detection peaks, stage 2, round 1", dict(detector_trust=0.0), 2, 1, s0.t_s2),
-        ("IPL by detection peaks, stage 2, round 2", dict(detector_trust=0.0), 2, 2, s0.t_s2),
-        ("IPL ranked by segmentation, stage 2, round 1", dict(detector_trust=1.1, untrusted_ranking="prob"), 2, 1, s0.t_s2),
-        ("IPL ranked by segmentation, stage 2, round 2", dict(detector_trust=1.1, untrusted_ranking="prob"), 2, 2, s0.t_s2),
+        ("IPL stage 1, round 0, 2D", dict(link_3d=False), 1, 0, s0.t_s1),
+        ("IPL stage 1, round 0, clicks linked in 3D (default)", dict(), 1, 0, s0.t_s1),
+        ("IPL stage 2, round 1, clicks linked in 3D (default)", dict(), 2, 1, s0.t_s2),
+        ("IPL stage 2, clicks linked in 3D, unlinked ignored", dict(unlinked_background=False), 2, 1, s0.t_s2),
+        ("IPL by detection peaks, stage 2, round 1", dict(detector_trust=0.0, link_3d=False), 2, 1, s0.t_s2),
+        ("IPL by detection peaks, stage 2, round 2", dict(detector_trust=0.0, link_3d=False), 2, 2, s0.t_s2),
+        ("IPL ranked by segmentation, stage 2, round 1",
+         dict(detector_trust=1.1, untrusted_ranking="prob", link_3d=False), 2, 1, s0.t_s2),
+        ("IPL ranked by segmentation, stage 2, round 2",
+         dict(detector_trust=1.1, untrusted_ranking="prob", link_3d=False), 2, 2, s0.t_s2),
         ("pixel confidence t=0.9", dict(pseudo="pixel"), 2, 1, 0.9),
         ("pixel confidence t=0.8", dict(pseudo="pixel"), 2, 1, 0.8),
         ("naive click disks + p<0.05", dict(pseudo="naive"), 2, 1, 0.8),
@@ -95,6 +114,81 @@ def main() -> None:
                if int(y) < heat.shape[1] and int(x) < heat.shape[2]]
     print(markdown_table(["policy", "fg precision", "fg recall", "bg error", "bg coverage", "labelled"], rows))
     print(f"heat at clicked centres: median {np.median(heat_at):.3f}, max of maps {heat.max():.3f}")
+    print(markdown_table(["detector check", "value"], detector_rows(prob, heat, gt_full(lab, zs, f, prob.shape), cw, zs)))
+    print(markdown_table(["clicks", "unreached objects -> background if they cross >= K clicked slices",
+                          "labelled px that are mito", "share of true mito px", "share of false-positive px"],
+                         linking_rows(prob, gt > 0, zs, lab, f)))
+
+
+def linking_rows(prob, mito, zs, lab, f) -> list[list[str]]:
+    """What the "unreached objects are background" rule labels, for two click protocols (3D linking)."""
+    from napari_mito_wda.core.points import points_by_slice, simulate_clicks
+    from napari_mito_wda.core.pseudo_labels import link_clicked_objects
+
+    protocols = {"15% of every slice": simulate_clicks(lab, 0.15, seed=0),
+                 "50 on 5 slices": simulate_clicks(lab, seed=0, slices=list(range(5, lab.shape[0], lab.shape[0] // 5))[:5],
+                                                   max_total=50)}
+    false_pos = (prob > 0.5) & ~mito
+    rows = []
+    for name, clicks in protocols.items():
+        cw = points_by_slice(clicks / np.array([1, f, f]))
+        for k in (1, 5):
+            _, bg = link_clicked_objects(prob, zs, cw, min_clicked_slices=k)
+            rows.append([name, str(k), f"{(bg & mito).sum() / max(bg.sum(), 1):.3f}",
+                         f"{(bg & mito).sum() / max(mito.sum(), 1):.3f}", f"{(bg & false_pos).sum() / max(false_pos.sum(), 1):.3f}"])
+    return rows
+
+
+def gt_full(lab, zs, f, shape):
+    """Instance labels of the chosen slices at working resolution (nearest), one id per 2D component."""
+    from scipy import ndimage as ndi
+
+    return np.stack([ndi.label(lab[z][::f, ::f][: shape[1], : shape[2]] > 0)[0] for z in zs])
+
+
+def _auc(pos: list[float], neg: list[float]) -> float:
+    """ROC AUC by pairwise comparison (ties count half)."""
+    if not pos or not neg:
+        return float("nan")
+    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+    return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
+
+
+def detector_rows(prob, heat, gt, cw, zs, radius: int = 3) -> list[list[str]]:
+    """Heat at clicked vs unclicked true centres; ranking of unclicked components by heat and by prob."""
+    from scipy import ndimage as ndi
+
+    from napari_mito_wda.core.points import innermost_point
+
+    def heat_near(k, y, x):
+        h, w = heat[k].shape
+        return float(heat[k][max(0, y - radius): min(h, y + radius + 1), max(0, x - radius): min(w, x + radius + 1)].max())
+
+    at_clicked, at_unclicked, pos_h, neg_h, pos_p, neg_p = [], [], [], [], [], []
+    for k, z in enumerate(zs):
+        cz = [(min(int(round(y)), gt.shape[1] - 1), min(int(round(x)), gt.shape[2] - 1)) for y, x in cw.get(z, ())]
+        clicked_ids = {int(gt[k][y, x]) for y, x in cz} - {0}
+        for i in range(1, int(gt[k].max()) + 1):
+            obj = gt[k] == i
+            if obj.sum() < 20:
+                continue
+            y, x = innermost_point(obj)
+            (at_clicked if i in clicked_ids else at_unclicked).append(heat_near(k, int(y), int(x)))
+        comps, n = ndi.label(prob[k] > 0.5)
+        for c in range(1, n + 1):
+            m = comps == c
+            if m.sum() < 20 or np.any([m[y, x] for y, x in cz]):
+                continue
+            real = (gt[k][m] > 0).mean() > 0.5
+            (pos_h if real else neg_h).append(float(heat[k][m].max()))
+            (pos_p if real else neg_p).append(float(prob[k][m].mean()))
+    return [
+        ["heat at clicked centres, median", f"{np.median(at_clicked):.3f} (n={len(at_clicked)})"],
+        ["heat at unclicked true centres, median", f"{np.median(at_unclicked):.3f} (n={len(at_unclicked)})"],
+        ["unclicked p > 0.5 components: real / false", f"{len(pos_h)} / {len(neg_h)}"],
+        ["AUC real vs false, by peak heat", f"{_auc(pos_h, neg_h):.3f}"],
+        ["AUC real vs false, by mean probability", f"{_auc(pos_p, neg_p):.3f}"],
+    ]
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The adaptation loop on small synthetic data: reports, stop, clicks arriving mid-run, saving, gain."""
 
 import copy
+import dataclasses
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -241,18 +242,42 @@ def test_untrusted_detector_selects_nothing_or_lets_the_segmentation_rank():
     heat = np.zeros_like(prob)
     heat[0, 45, 45] = 0.9
     clicks = {0: np.array([[10.0, 10.0]])}
-    s = AdaptSettings()
+    s = AdaptSettings(link_3d=False)  # linking would label the unreached objects background
     # budget ceil(0.5 x 2) = 1 unclicked instance
     trusted, n_t = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=True)
     clicked_only, n_c = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=False)
     assert n_c == 1 and clicked_only.labels[0][45, 45] == 255 and clicked_only.labels[0][10, 45] == 255
-    s = AdaptSettings(untrusted_ranking="prob")
+    s = AdaptSettings(untrusted_ranking="prob", link_3d=False)
     untrusted, n_u = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=False)
     assert n_t == n_u == 2
     assert trusted.labels[0][45, 45] == 1 and trusted.labels[0][10, 45] == 255
     assert untrusted.labels[0][45, 45] == 255 and untrusted.labels[0][10, 45] == 1
     assert untrusted.labels[0][10, 10] == 1 and untrusted.labels[0][30, 30] == 0
     assert len(untrusted.det_targets) == 1 and untrusted.det_targets[0][10, 45] == pytest.approx(1.0, abs=0.05)
+
+
+def test_objects_no_click_reaches_become_background_and_linked_ones_may_become_mito():
+    from napari_mito_wda.core.adapt import build_round
+
+    prob = np.full((3, 40, 40), 0.02, np.float32)
+    prob[:, 5:15, 5:15] = 0.99    # one object through all three slices, clicked on slices 0 and 1
+    prob[:2, 25:35, 25:35] = 0.99  # an object on slices 0-1 that no click reaches: 2 chances missed
+    heat = np.zeros_like(prob)
+    clicks = {0: np.array([[10.0, 10.0]]), 1: np.array([[10.0, 10.0]])}
+    args = (prob, heat, [0, 1, 2], clicks, 0.0, 0.8, {0: 2, 1: 2, 2: 0})
+    default, n = build_round(*args, AdaptSettings(), use_detector=False)  # needs 5 missed chances
+    assert n == 2 and [lab[10, 10] for lab in default.labels] == [1, 1, 255] and default.labels[1][30, 30] == 255
+    s = AdaptSettings(unlinked_min_clicked_slices=2)
+    strict, n = build_round(*args, s, use_detector=False)
+    assert [lab[30, 30] for lab in strict.labels] == [0, 0, 0]
+    as_mito, n = build_round(*args, dataclasses.replace(s, linked_foreground=True), use_detector=False)
+    assert n == 3 and [lab[10, 10] for lab in as_mito.labels] == [1, 1, 1] and as_mito.labels[1][30, 30] == 0
+    # cross-teaching: the linked objects are detection targets on the slice without a click too
+    assert as_mito.det_targets[2][10, 10] > 0.9 and strict.det_targets[2][10, 10] < 0.1
+    kept, _ = build_round(*args, dataclasses.replace(s, unlinked_background=False), use_detector=False)
+    assert kept.labels[1][30, 30] == 255
+    flat, _ = build_round(*args, dataclasses.replace(s, link_3d=False, linked_foreground=True), use_detector=False)
+    assert [lab[10, 10] for lab in flat.labels] == [1, 1, 255] and flat.labels[1][30, 30] == 255
 
 
 def test_the_returned_model_never_scores_below_the_starting_model(setup):

@@ -4,6 +4,7 @@ import pytest
 from napari_mito_wda.core.pseudo_labels import (
     budget_anchor,
     instance_aware_pseudo_labels,
+    link_clicked_objects,
     pixel_confidence_pseudo_labels,
     ratio_schedule,
 )
@@ -120,3 +121,29 @@ def test_budget_anchor_prefers_user_input_then_frozen_heat_count():
     assert budget_anchor(2) == 2 and budget_anchor(0) == 0
     with pytest.raises(ValueError):
         budget_anchor(3, click_fraction=0.0)
+
+
+def test_linking_follows_an_object_through_slices_but_not_across_a_gap():
+    prob = np.zeros((4, 30, 30), np.float32)
+    prob[0:2, 5:12, 5:12] = 0.9     # object A on z 0 and 2 (zs below), overlapping: linked
+    prob[2:4, 5:12, 5:12] = 0.9     # same place on z 9 and 10: too far from z 2 to be linked
+    prob[1, 20:26, 20:26] = 0.9     # object B on z 2, never clicked
+    clicks = {0: np.array([[4.0, 4.0]]),   # 1.4 px outside A's corner: within the click radius
+              2: np.array([[8.0, 8.0]])}
+    zs = [0, 2, 9, 10]
+    linked, unlinked = link_clicked_objects(prob, zs, clicks, max_gap=2)
+    assert linked[0, 8, 8] and linked[1, 8, 8] and not linked[2].any()
+    # B crosses one slice with clicks, the far copy of A none: unreached, but only B had a chance
+    assert unlinked[1, 22, 22] and not unlinked[2].any() and not unlinked[3].any()
+    assert not (linked & unlinked).any() and not linked[prob <= 0.5].any()
+    _, strict = link_clicked_objects(prob, zs, clicks, max_gap=2, min_clicked_slices=2)
+    assert not strict.any()
+    wide, _ = link_clicked_objects(prob, zs, clicks, max_gap=7)
+    assert wide[3, 8, 8]
+    far, _ = link_clicked_objects(prob, zs, {0: np.array([[0.0, 0.0]])})  # 7 px away: no
+    assert not far.any()
+
+
+def test_linking_checks_the_stack_shape():
+    with pytest.raises(ValueError, match="len\\(zs\\)"):
+        link_clicked_objects(np.zeros((2, 5, 5)), [0, 1, 2], {})

@@ -217,3 +217,58 @@ def instance_aware_pseudo_labels(
         n_click_blobs=len(missed),
         kept_peaks=kept_peaks,
     )
+
+
+def link_clicked_objects(
+    prob: np.ndarray,
+    zs: list[int],
+    clicks_by_z: dict[int, np.ndarray],
+    threshold: float = 0.5,
+    max_gap: int = 2,
+    click_radius: int = 3,
+    min_clicked_slices: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which predicted objects are clicked somewhere in the volume: (linked, unlinked), bool (K, H, W).
+
+    prob: (K, H, W) mito probability of slices zs (ascending). Objects (prob > threshold, 8-connected in
+    a slice) are joined across slices whose z differ by at most max_gap where they overlap, so one click
+    on any slice of a mitochondrion vouches for all of it. A click vouches for every object within
+    click_radius pixels (a click need not hit the predicted mask exactly). unlinked = predicted objects no
+    click reaches that cross at least min_clicked_slices slices carrying clicks: objects the user had
+    that many chances to click and never did. Measured on Lucchi train (source + AdaBN, 15% clicks, all 80 slices): the linked
+    objects hold 75% of the true mito pixels (the clicked 2D objects alone 11%) at precision 0.73, and the
+    unlinked ones are 86% false positives (benchmarks/diagnose_pseudo_labels.py).
+    """
+    prob = np.asarray(prob)
+    if prob.ndim != 3 or prob.shape[0] != len(zs):
+        raise ValueError(f"prob must be (len(zs), H, W), got {prob.shape} for {len(zs)} slices")
+    fg = prob > threshold
+    linked = np.zeros(fg.shape, dtype=bool)
+    unlinked = np.zeros(fg.shape, dtype=bool)
+    # Runs of slices close enough in z to be linked; each run is labelled as one 3D stack.
+    runs, start = [], 0
+    for k in range(1, len(zs) + 1):
+        if k == len(zs) or zs[k] - zs[k - 1] > max_gap:
+            runs.append((start, k))
+            start = k
+    structure = np.zeros((3, 3, 3), dtype=bool)
+    structure[1] = _EIGHT
+    structure[0, 1, 1] = structure[2, 1, 1] = True
+    for a, b in runs:
+        comps, n = ndi.label(fg[a:b], structure=structure)
+        if n == 0:
+            continue
+        near = np.zeros(comps.shape, dtype=bool)
+        for k in range(a, b):
+            for y, x in clicks_by_z.get(zs[k], ()):
+                near[k - a] |= _ellipse(comps.shape[1:], float(y), float(x), click_radius, click_radius)
+        ids = np.unique(comps[near & (comps > 0)])
+        linked[a:b] = np.isin(comps, ids)
+        chances = np.zeros(n + 1, dtype=int)
+        for k in range(a, b):
+            if len(clicks_by_z.get(zs[k], ())):
+                chances[np.unique(comps[k - a])] += 1
+        chances[ids] = 0
+        chances[0] = 0
+        unlinked[a:b] = chances[comps] >= max(1, min_clicked_slices)
+    return linked, unlinked
