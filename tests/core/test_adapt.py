@@ -242,12 +242,12 @@ def test_untrusted_detector_selects_nothing_or_lets_the_segmentation_rank():
     heat = np.zeros_like(prob)
     heat[0, 45, 45] = 0.9
     clicks = {0: np.array([[10.0, 10.0]])}
-    s = AdaptSettings(link_3d=False)  # linking would label the unreached objects background
+    s = AdaptSettings()
     # budget ceil(0.5 x 2) = 1 unclicked instance
     trusted, n_t = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=True)
     clicked_only, n_c = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=False)
     assert n_c == 1 and clicked_only.labels[0][45, 45] == 255 and clicked_only.labels[0][10, 45] == 255
-    s = AdaptSettings(untrusted_ranking="prob", link_3d=False)
+    s = AdaptSettings(untrusted_ranking="prob")
     untrusted, n_u = build_round(prob, heat, [0], clicks, 0.5, 0.9, {0: 2}, s, use_detector=False)
     assert n_t == n_u == 2
     assert trusted.labels[0][45, 45] == 1 and trusted.labels[0][10, 45] == 255
@@ -265,9 +265,10 @@ def test_objects_no_click_reaches_become_background_and_linked_ones_may_become_m
     heat = np.zeros_like(prob)
     clicks = {0: np.array([[10.0, 10.0]]), 1: np.array([[10.0, 10.0]])}
     args = (prob, heat, [0, 1, 2], clicks, 0.0, 0.8, {0: 2, 1: 2, 2: 0})
-    default, n = build_round(*args, AdaptSettings(), use_detector=False)  # needs 5 missed chances
-    assert n == 2 and [lab[10, 10] for lab in default.labels] == [1, 1, 255] and default.labels[1][30, 30] == 255
-    s = AdaptSettings(unlinked_min_clicked_slices=2)
+    for settings in (AdaptSettings(), AdaptSettings(link_3d=True)):  # off; on, but 5 missed chances needed
+        labels, n = build_round(*args, settings, use_detector=False)
+        assert n == 2 and [lab[10, 10] for lab in labels.labels] == [1, 1, 255] and labels.labels[1][30, 30] == 255
+    s = AdaptSettings(link_3d=True, unlinked_min_clicked_slices=2)
     strict, n = build_round(*args, s, use_detector=False)
     assert [lab[30, 30] for lab in strict.labels] == [0, 0, 0]
     as_mito, n = build_round(*args, dataclasses.replace(s, linked_foreground=True), use_detector=False)

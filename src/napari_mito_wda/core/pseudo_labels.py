@@ -235,9 +235,10 @@ def link_clicked_objects(
     on any slice of a mitochondrion vouches for all of it. A click vouches for every object within
     click_radius pixels (a click need not hit the predicted mask exactly). unlinked = predicted objects no
     click reaches that cross at least min_clicked_slices slices carrying clicks: objects the user had
-    that many chances to click and never did. Measured on Lucchi train (source + AdaBN, 15% clicks, all 80 slices): the linked
-    objects hold 75% of the true mito pixels (the clicked 2D objects alone 11%) at precision 0.73, and the
-    unlinked ones are 86% false positives (benchmarks/diagnose_pseudo_labels.py).
+    that many chances to click and never did. Measured on Lucchi train (source + AdaBN, all 80 slices,
+    15% clicks): the linked objects hold 74% of the true mito pixels (the clicked 2D objects alone 13%),
+    and 4% of the pixels of unreached objects are mito; those objects hold 27% of the false-positive
+    pixels (benchmarks/diagnose_pseudo_labels.py --slices 80).
     """
     prob = np.asarray(prob)
     if prob.ndim != 3 or prob.shape[0] != len(zs):
