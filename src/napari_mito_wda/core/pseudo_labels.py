@@ -260,15 +260,15 @@ def link_clicked_objects(
         if n == 0:
             continue
         near = np.zeros(comps.shape, dtype=bool)
+        chances = np.zeros(n + 1, dtype=int)  # slices with clicks that each object crosses
         for k in range(a, b):
-            for y, x in clicks_by_z.get(zs[k], ()):
+            cz = clicks_by_z.get(zs[k], ())
+            for y, x in cz:
                 near[k - a] |= _ellipse(comps.shape[1:], float(y), float(x), click_radius, click_radius)
+            if len(cz):
+                chances[np.unique(comps[k - a])] += 1
         ids = np.unique(comps[near & (comps > 0)])
         linked[a:b] = np.isin(comps, ids)
-        chances = np.zeros(n + 1, dtype=int)
-        for k in range(a, b):
-            if len(clicks_by_z.get(zs[k], ())):
-                chances[np.unique(comps[k - a])] += 1
         chances[ids] = 0
         chances[0] = 0
         unlinked[a:b] = chances[comps] >= max(1, min_clicked_slices)
