@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, markdown_table, peak_rss_mb, run_child, update_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "adaptation_results.jsonl"
+CACHE = ROOT / "benchmarks" / "cache"
 # Bumped when the adaptation code changes what a row measures; results without it are version 1.
 # 2: the detector selects instances only once it finds the clicks (before that: clicked objects only);
 #    AdaBN and every round are kept only when the label-free score does not fall below the starting model's.
@@ -53,6 +54,12 @@ ROWS = {
     "wda15_15min": ("15%", {}, "WDA: full method, 15% clicks, 15-minute budget, alone on the machine (2 threads)"),
     "wda15_600": ("15%", {"max_iters": 600}, "WDA: full method, 15% clicks, 600 iterations instead of 390"),
     "wda50": ("50", {}, "WDA: full method, 50 clicks on 5 slices"),
+    # Smaller crops make an iteration cheaper (2 threads: 256 px 1.38 s, 192 px 0.80 s, 160 px 0.63 s);
+    # these rows give each crop the iterations that fit the 15-minute budget alone on this machine.
+    "crop192_1000": ("15%", {"crop": 192, "max_iters": 1000},
+                     "variant: crops of 192 px, 1000 iterations (what fits 15 minutes at that crop), 15%"),
+    "crop160_1300": ("15%", {"crop": 160, "max_iters": 1300},
+                     "variant: crops of 160 px, 1300 iterations (what fits 15 minutes at that crop), 15%"),
     "supervised": ("labels", {}, "supervised upper bound: source model fine-tuned on all Lucchi train labels"),
     "naive": ("15%", {"pseudo": "naive", "cross_teaching": False, "contrastive": False, "stage1_rounds": 0,
                       "stage2_rounds": 3}, "naive: click disks = mito, p < 0.05 = background, 15% clicks"),
@@ -153,6 +160,11 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
     adapt_s = time.perf_counter() - t0 - probe_s
     seg = segment_volume(test, loaded, dev)
     m = evaluate_volume(seg.labels, test_lab, per_slice=False)
+    # The same model with flip averaging at inference (the widget's and CLI's option; 4x the inference time).
+    m_flips = evaluate_volume(segment_volume(test, loaded, dev, flips=True).labels, test_lab, per_slice=False)
+    # Kept for later analysis of the adapted model without adapting again (benchmarks/cache is not committed).
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.save(loaded.model.state_dict(), CACHE / f"adapted_{row}_seed{seed}.pt")
     from napari_mito_wda.core.provenance import provenance
 
     prov = provenance()
@@ -160,7 +172,8 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
                 "n_clicks": 0 if clicks is None else len(clicks), "test_slices": test_slices,
                 "peak_rss_mb": peak_rss_mb(), "device": dev.describe(), "threads": threads,
                 "concurrent": concurrent, "max_iters": iters, "method": METHOD_VERSION,
-                "kept_step": kept_step, "candidates": candidates}
+                "kept_step": kept_step, "candidates": candidates,
+                "flips": {k: m_flips[k] for k in ("dice", "iou", "aji", "pq")}}
 
 
 def coverage_score(pred: dict, clicks, f: int) -> float:
@@ -190,7 +203,9 @@ def _table_row(label: str, rs: list[dict]) -> list:
         v = np.array([r[k] for r in rs], float)
         return f"{v.mean():.3f}" + (f" ± {v.std():.3f}" if len(v) > 1 else "")
 
+    flips = [r["flips"]["dice"] for r in rs if "flips" in r]
     return [label, cell("dice"), cell("iou"), cell("dice_mean"), cell("aji"), cell("pq"),
+            f"{np.mean(flips):.3f} ({len(flips)})" if flips else "-",
             f"{np.mean([r['adapt_s'] for r in rs]) / 60:.1f}", int(np.mean([r["steps"] for r in rs])),
             rs[0]["n_clicks"], len(rs)]
 
@@ -222,13 +237,15 @@ def render(results: list[dict]) -> str:
         budget = f"{r0['minutes']} min of adaptation per row on {r0['device']}"
         cmd_budget = f"--minutes {r0['minutes']:g}"
     own = "; ".join(f"`.venv/bin/python benchmarks/bench_adaptation.py {cmd}`" for cmd in OWN_BUDGET.values())
-    table = markdown_table(["run (Lucchi test)", "Dice", "IoU", "Dice (slice mean)", "AJI", "PQ", "adapt min",
-                            "iterations", "clicks", "seeds"], rows)
+    table = markdown_table(["run (Lucchi test)", "Dice", "IoU", "Dice (slice mean)", "AJI", "PQ",
+                            "Dice, flip-averaged inference (seeds)", "adapt min", "iterations", "clicks", "seeds"], rows)
     return f"""## Adaptation VNC III -> Lucchi (adapt on train, score on test)
 
 Budget: {budget} (rows that name their own budget ran under it instead:
 {own}); scored on the first {r0['test_slices']}
-Lucchi test slices (pooled Dice/IoU; AJI/PQ per slice on 2D components). Clicks simulated at the innermost
+Lucchi test slices (pooled Dice/IoU; AJI/PQ per slice on 2D components; the flip column scores the same
+adapted model with the 4-flip averaging that `mito-wda predict --flips` and the widget offer; "-" where
+it was not measured). Clicks simulated at the innermost
 pixel of 15% of the 2D objects of every train slice (fixed seed), or 50 clicks on 5 slices. ± is the standard
 deviation over seeds. Rows with one seed are single measurements. Every adapting row starts with AdaBN and,
 unless marked "mixed", lets only target batches update the BatchNorm running statistics (the default

@@ -8,7 +8,9 @@ from scipy import ndimage as ndi
 import pytest
 import torch
 
-from napari_mito_wda.core.adapt import AdaptSettings, adapt, save_adapted, selection_score
+from napari_mito_wda.core.adapt import AdaptSettings, _predict_slices, adapt, save_adapted, selection_score
+from napari_mito_wda.core.device import pick_device
+from napari_mito_wda.core.io import normalize_slice
 from napari_mito_wda.core.checkpoint import LoadedModel, load_checkpoint
 from napari_mito_wda.core.io import InputError
 from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
@@ -293,6 +295,29 @@ def test_the_returned_model_never_scores_below_the_starting_model(setup):
     beaten = reports[-1].best_score > start + 1e-9
     assert (reports[-1].kept_step is not None) == beaten
     assert ("the starting model" in reports[-1].message) == (not beaten)
+
+
+@pytest.mark.parametrize("late_click", [False, True])
+def test_the_final_prediction_is_that_of_the_returned_model(setup, late_click):
+    # The end reuses the kept model's prediction unless clicks on new slices arrived after it.
+    img, _, loaded, source, clicks = setup
+    current = {"pts": clicks[:1]}
+
+    def get_clicks():
+        return current["pts"]
+
+    s = AdaptSettings(**FAST | {"label_slices": 1})
+    reports = []
+    for rep in adapt(img, clicks[:1], loaded, s, source_data=source, get_clicks=get_clicks):
+        reports.append(rep)
+        if late_click and rep.stage == "train" and rep.step == s.max_iters:
+            current["pts"] = clicks  # a click on slice 2, which no round has labelled yet
+    final = reports[-1].prediction
+    assert final["slices"] == ([0, 1, 2] if late_click else [0, 1])
+    prob, heat = _predict_slices(loaded.model, [normalize_slice(img[z]) for z in range(3)],
+                                 final["slices"], pick_device("cpu"))
+    np.testing.assert_allclose(final["prob"], prob, atol=1e-5)
+    np.testing.assert_allclose(final["heat"], heat, atol=1e-5)
 
 
 def test_selection_score_prefers_clicks_at_object_centres_over_foreground_everywhere():

@@ -443,6 +443,8 @@ def adapt(
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
     prob, heat = _predict_slices(model, images, zs, dev)
     best_score, best_state = selection_score(prob, heat, clicks_w, zs), copy.deepcopy(model.state_dict())
+    # The kept model's prediction, reused at the end when its slices are still the ones labelled.
+    best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
     best_from, kept_step = "the starting model", None
     note, keep_source_stats = "", False
     if s.adabn:
@@ -470,10 +472,10 @@ def adapt(
             zs = sorted(set(zs) | set(clicks_w))
         prob, heat = _predict_slices(model, images, zs, dev)
         score = selection_score(prob, heat, clicks_w, zs)
-        if score > best_score or s.selection == "last":
-            best_score, best_state = score, copy.deepcopy(model.state_dict())
-            best_from, kept_step = f"step {step}", step
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
+        if score > best_score or s.selection == "last":
+            best_score, best_state, best_pred = score, copy.deepcopy(model.state_dict()), pred
+            best_from, kept_step = f"step {step}", step
         if stage == "final" or (stop is not None and stop()):
             break
         if anchors is None:  # frozen once from the starting model: the budget must not grow by itself
@@ -550,13 +552,14 @@ def adapt(
                                   n_clicks=n_clicks, n_pseudo=n_sel)
                 window, t_win = {}, now
         model.eval()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    model.load_state_dict(best_state)
     model.eval()
-    prob, heat = _predict_slices(model, images, zs, dev)
+    pred = best_pred
+    if pred["slices"] != list(zs):  # clicks on new slices came in after the kept model's prediction
+        prob, heat = _predict_slices(model, images, zs, dev)
+        pred = {"slices": list(zs), "prob": prob, "heat": heat}
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
-                      score=selection_score(prob, heat, clicks_w, zs), best_score=best_score, n_clicks=n_clicks,
-                      prediction={"slices": list(zs), "prob": prob, "heat": heat}, kept_step=kept_step,
+                      score=selection_score(pred["prob"], pred["heat"], clicks_w, zs), best_score=best_score, n_clicks=n_clicks, prediction=pred, kept_step=kept_step,
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})")
 
