@@ -238,7 +238,7 @@ def render(results: list[dict]) -> str:
         cmd_budget = f"--minutes {r0['minutes']:g}"
     own = "; ".join(f"`.venv/bin/python benchmarks/bench_adaptation.py {cmd}`" for cmd in OWN_BUDGET.values())
     table = markdown_table(["run (Lucchi test)", "Dice", "IoU", "Dice (slice mean)", "AJI", "PQ",
-                            "Dice, flip-averaged inference (seeds)", "adapt min", "iterations", "clicks", "seeds"], rows)
+                            "Dice, flip-averaged inference (runs)", "adapt min", "iterations", "clicks", "runs"], rows)
     return f"""## Adaptation VNC III -> Lucchi (adapt on train, score on test)
 
 Budget: {budget} (rows that name their own budget ran under it instead:
@@ -247,7 +247,7 @@ Lucchi test slices (pooled Dice/IoU; AJI/PQ per slice on 2D components; the flip
 adapted model with the 4-flip averaging that `mito-wda predict --flips` and the widget offer; "-" where
 it was not measured). Clicks simulated at the innermost
 pixel of 15% of the 2D objects of every train slice (fixed seed), or 50 clicks on 5 slices. ± is the standard
-deviation over seeds. Rows with one seed are single measurements. Every adapting row starts with AdaBN and,
+deviation over runs (seeds 0, 1, 2; a seed run twice counts twice). Rows with one run are single measurements. Every adapting row starts with AdaBN and,
 unless marked "mixed", lets only target batches update the BatchNorm running statistics (the default
 since the first measurement showed mixing undoes AdaBN). The naive row is the baseline of method.md's
 lessons (which scored 0.31 there with a much weaker source model); here it trains with the same loop,

@@ -302,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="instance labels: TIFF, or a zarr store (chunked run)")
     add_model(p)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    p.add_argument("--flips", action="store_true", help="average 4 flips (slower, slightly better)")
+    p.add_argument("--flips", action="store_true",
+                   help="average 4 flips (4x the inference time; +0.006-0.010 Dice on Lucchi, docs/benchmarks.md)")
     p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--min-size", type=int, default=64, help="smallest instance kept, in pixels per slice")
