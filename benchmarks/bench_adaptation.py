@@ -83,6 +83,8 @@ ROWS = {
                       "option: as above, every unreached object background however few clicked slices it crosses, 15%"),
     "linked_fg": ("15%", {"link_3d": True, "linked_foreground": True, "unlinked_min_clicked_slices": 1},
                   "option: as above, and every object linked to a click is also pseudo-labelled mito, 15%"),
+    "bg005": ("15%", {"bg_prob_s2": 0.05},
+              "variant: stage-2 IPL background only where p < 0.05 (default 0.2), 15%"),
     "no_adabn": ("15%", {"adabn": False}, "ablation: no AdaBN at the start, 15%"),
     "wda15_mixed_bn": ("15%", {"target_bn_stats": False},
                        "ablation: BatchNorm running statistics from source and target batches, 15%"),

@@ -9,10 +9,9 @@ import pytest
 import torch
 
 from napari_mito_wda.core.adapt import AdaptSettings, _predict_slices, adapt, save_adapted, selection_score
-from napari_mito_wda.core.device import pick_device
-from napari_mito_wda.core.io import normalize_slice
 from napari_mito_wda.core.checkpoint import LoadedModel, load_checkpoint
-from napari_mito_wda.core.io import InputError
+from napari_mito_wda.core.device import pick_device
+from napari_mito_wda.core.io import InputError, normalize_slice
 from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
 from napari_mito_wda.core.synthetic import TARGET, make_volume
 from napari_mito_wda.core.training import prepare_slices

@@ -70,6 +70,17 @@ def test_missed_click_gets_an_ignore_ring_when_background_comes_from_probability
     assert lab[15, 51] == 0
 
 
+def test_background_threshold_can_be_stricter_than_the_confidence_threshold():
+    prob, heat, clicks = scene()
+    prob[25:35, 60:70] = 0.08  # a doubtful object: background at 1 - t_s = 0.1, ignored below 0.05
+    kw = dict(ratio=0.15, count=5, blob_radius=(4, 5), ignore_ring=2, bg_from_heat=False)
+    default = instance_aware_pseudo_labels(prob, heat, clicks, **kw).label
+    strict = instance_aware_pseudo_labels(prob, heat, clicks, bg_prob=0.05, **kw).label
+    assert (default[25:35, 60:70] == 0).all() and (strict[25:35, 60:70] == 255).all()
+    assert default[5, 75] == 0 and strict[5, 75] == 0           # p = 0 stays background
+    assert (strict[10:20, 10:20] == 1).all()                     # the clicked instance is unchanged
+
+
 def test_budget_ceiling_is_robust_to_rounding_and_ranks_by_heat():
     prob = np.zeros(SHAPE, np.float32)
     heat = np.zeros(SHAPE, np.float32)

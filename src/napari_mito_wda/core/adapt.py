@@ -113,6 +113,10 @@ class AdaptSettings:
     # that 1 labels background; with 50 clicks on 5 slices, 1 would label 4.4% of the true mito pixels
     # background (a third of what it labels), 5 labels nothing (docs/benchmarks.md).
     unlinked_min_clicked_slices: int = 5
+    # IPL background only where the probability is below this in stage 2 (None: 1 - t_s2 = 0.2). The adapted
+    # models miss whole unclicked mitochondria (6-8.5% of the true area on Lucchi test, error_breakdown.py):
+    # a lower value stops teaching the doubtful ones as background.
+    bg_prob_s2: float | None = None
     click_fraction: float | None = None  # fraction of instances the user clicked, when known
     label_slices: int = 40           # target slices (evenly spaced) pseudo-labelled per round
     selection: str = "score"         # keep the model with the best label-free score, or "last"
@@ -272,7 +276,7 @@ def detector_trusted(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[i
 
 
 def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
-                use_detector: bool = True) -> tuple[TargetRound, int]:
+                use_detector: bool = True, bg_prob: float | None = None) -> tuple[TargetRound, int]:
     """Pseudo-labels, detection targets and weights of every labelled slice.
 
     use_detector False: IPL keeps the clicked components only, or with untrusted_ranking "prob" ranks the
@@ -295,7 +299,8 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
             res = instance_aware_pseudo_labels(
                 prob[k], heat[k] if veto else np.zeros_like(heat[k]), cz,
                 ratio=ratio if use or (s.detection and s.untrusted_ranking == "prob") else 0.0,
-                count=anchors[z], t_s=t_s, rank_by="heat" if use else "prob")
+                count=anchors[z], t_s=t_s, rank_by="heat" if use else "prob",
+                bg_prob=bg_prob)
             label, centres = res.label, res.centres
             if link:
                 if s.linked_foreground:
@@ -491,7 +496,8 @@ def adapt(
             # those same clicks (on the sample, median heat 0.5 after 50 steps) without being any better
             # elsewhere, and admitting its peaks then grew the foreground from 0.18 to 0.29 (GT 0.12).
             trusted = detector_trusted(heat, clicks_w, zs, s)
-        rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s, use_detector=trusted)
+        rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s, use_detector=trusted,
+                                 bg_prob=s.bg_prob_s2 if stage == "stage2" else None)
         protos = _prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
