@@ -114,8 +114,9 @@ class AdaptSettings:
     # background (a third of what it labels), 5 labels nothing (docs/benchmarks.md).
     unlinked_min_clicked_slices: int = 5
     # IPL background only where the probability is below this in stage 2 (None: 1 - t_s2 = 0.2). The adapted
-    # models miss whole unclicked mitochondria (6-8.5% of the true area on Lucchi test, error_breakdown.py):
-    # a lower value stops teaching the doubtful ones as background.
+    # models miss whole unclicked mitochondria (6-8.5% of the true area on Lucchi test, error_breakdown.py);
+    # a lower value would stop teaching the doubtful ones as background, but 0.05 scored lower on Lucchi
+    # (Dice 0.808 vs 0.828, seed 0, 390 iterations; docs/benchmarks.md).
     bg_prob_s2: float | None = None
     click_fraction: float | None = None  # fraction of instances the user clicked, when known
     label_slices: int = 40           # target slices (evenly spaced) pseudo-labelled per round
