@@ -54,7 +54,8 @@ def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--adapted", nargs="*", default=sorted(str(p) for p in (ROOT / "benchmarks" / "cache").glob("adapted_wda15_15min_seed*.pt")))
+    cached = (ROOT / "benchmarks" / "cache").glob("adapted_wda15_15min_seed*.pt")
+    ap.add_argument("--adapted", nargs="*", default=sorted(str(p) for p in cached))
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     if not (SHARED / "lucchi" / "test_image.tif").exists():

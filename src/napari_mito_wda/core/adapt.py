@@ -566,7 +566,8 @@ def adapt(
         prob, heat = _predict_slices(model, images, zs, dev)
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
-                      score=selection_score(pred["prob"], pred["heat"], clicks_w, zs), best_score=best_score, n_clicks=n_clicks, prediction=pred, kept_step=kept_step,
+                      score=selection_score(pred["prob"], pred["heat"], clicks_w, zs), best_score=best_score,
+                      n_clicks=n_clicks, prediction=pred, kept_step=kept_step,
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})")
 
