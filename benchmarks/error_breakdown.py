@@ -32,6 +32,8 @@ from common import ROOT, SHARED, markdown_table, update_section  # noqa: E402
 def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0) -> dict:
     from scipy import ndimage as ndi
 
+    from napari_mito_wda.core.metrics import dice
+
     area = max(int(gt.sum()), 1)
     fp, fn = pred & ~gt, ~pred & gt
     near_fp = near_fn = false_obj = missed_obj = 0
@@ -43,13 +45,10 @@ def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0) -> dict:
         lg, _ = ndi.label(g)
         missed_obj += int((g & ~np.isin(lg, np.unique(lg[p]))).sum())
 
-    def dice(a):
-        return 2 * (a & gt).sum() / max(a.sum() + gt.sum(), 1)
-
     eroded = [np.stack([ndi.binary_erosion(s, iterations=it) for s in pred]) for it in (1, 2)]
-    return {"dice": dice(pred), "fp": fp.sum() / area, "fp_near": near_fp / area, "fp_obj": false_obj / area,
+    return {"dice": dice(pred, gt), "fp": fp.sum() / area, "fp_near": near_fp / area, "fp_obj": false_obj / area,
             "fn": fn.sum() / area, "fn_near": near_fn / area, "fn_obj": missed_obj / area,
-            "dice_er1": dice(eroded[0]), "dice_er2": dice(eroded[1])}
+            "dice_er1": dice(eroded[0], gt), "dice_er2": dice(eroded[1], gt)}
 
 
 def main() -> None:
