@@ -90,8 +90,10 @@ def main() -> None:
     s0 = AdaptSettings(click_fraction=0.15)
     anchors = {z: budget_anchor(len(cw.get(z, ())), 0.15, count_estimate(heat[k], s0.sigma)) for k, z in enumerate(zs)}
     policies = [
-        ("IPL stage 1, round 0, 2D (default)", dict(), 1, 0, s0.t_s1),
-        ("IPL stage 2, round 1, 2D (default)", dict(), 2, 1, s0.t_s2),
+        ("IPL stage 1, round 0, clicks spare background on their own slice only (v6)", dict(click_reach_z=0), 1, 0, s0.t_s1),
+        ("IPL stage 2, round 1, clicks spare background on their own slice only (v6)", dict(click_reach_z=0), 2, 1, s0.t_s2),
+        ("IPL stage 1, round 0 (default: clicks spare background 8 slices either side)", dict(), 1, 0, s0.t_s1),
+        ("IPL stage 2, round 1 (default: clicks spare background 8 slices either side)", dict(), 2, 1, s0.t_s2),
         ("IPL stage 2, round 1, unreached objects background (link_3d)", dict(link_3d=True), 2, 1, s0.t_s2),
         ("IPL stage 1, round 0, every linked object mito", dict(link_3d=True, linked_foreground=True), 1, 0, s0.t_s1),
         ("IPL stage 2, round 1, every linked object mito", dict(link_3d=True, linked_foreground=True), 2, 1, s0.t_s2),

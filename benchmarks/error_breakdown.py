@@ -12,6 +12,8 @@ shares of the ground-truth mito area:
     missed objects  ... of them in true 2D objects the prediction does not touch at all
   Dice eroded 1/2   Dice after shrinking every mask by 1 / 2 px: how much a boundary convention costs
                     (uses the labels; a diagnosis, not something the product could do)
+A second table gives the share of the true mito pixels found (recall) in bands of 128 image rows: the
+missed objects gather in the bottom rows of the Lucchi test images.
 
     .venv/bin/python benchmarks/error_breakdown.py [--adapted benchmarks/cache/adapted_wda15_15min_seed0.pt ...]
 """
@@ -19,6 +21,7 @@ shares of the ground-truth mito area:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, markdown_table, update_section  # noqa: E402
 
 
-def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0) -> dict:
+def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0, band: int = 128) -> dict:
     from scipy import ndimage as ndi
 
     from napari_mito_wda.core.metrics import dice
@@ -45,10 +48,12 @@ def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0) -> dict:
         lg, _ = ndi.label(g)
         missed_obj += int((g & ~np.isin(lg, np.unique(lg[p]))).sum())
 
+    band_recall = [float((pred[:, y:y + band] & gt[:, y:y + band]).sum() / max(gt[:, y:y + band].sum(), 1))
+                   for y in range(0, gt.shape[1], band)]
     eroded = [np.stack([ndi.binary_erosion(s, iterations=it) for s in pred]) for it in (1, 2)]
     return {"dice": dice(pred, gt), "fp": fp.sum() / area, "fp_near": near_fp / area, "fp_obj": false_obj / area,
             "fn": fn.sum() / area, "fn_near": near_fn / area, "fn_obj": missed_obj / area,
-            "dice_er1": dice(eroded[0], gt), "dice_er2": dice(eroded[1], gt)}
+            "dice_er1": dice(eroded[0], gt), "dice_er2": dice(eroded[1], gt), "band_recall": band_recall}
 
 
 def main() -> None:
@@ -62,7 +67,10 @@ def main() -> None:
     import tifffile
     import torch
 
+    from napari_mito_wda.core.adapt import adabn
     from napari_mito_wda.core.checkpoint import load_checkpoint
+    from napari_mito_wda.core.inference import to_working
+    from napari_mito_wda.core.io import normalize_slice
     from napari_mito_wda.core.device import pick_device
     from napari_mito_wda.core.provenance import provenance
     from napari_mito_wda.core.segment import segment_volume
@@ -71,19 +79,27 @@ def main() -> None:
     dev = pick_device()
     test = tifffile.imread(SHARED / "lucchi" / "test_image.tif")[::4]
     gt = tifffile.imread(SHARED / "lucchi" / "test_labels.tif")[::4] > 0
-    rows = []
-    for name in ["source"] + list(a.adapted):
+    rows, bands = [], []
+    for name in ["source", "adabn"] + list(a.adapted):
         loaded = load_checkpoint(None, device=dev.device)
-        if name != "source":
+        if name == "adabn":  # the adaptation's starting point: BatchNorm statistics of Lucchi train
+            train = tifffile.imread(SHARED / "lucchi" / "train_image.tif")
+            f = loaded.model.config.downsample
+            adabn(loaded.model, [to_working(normalize_slice(s), f) for s in train], dev, 256, seed=0)
+        elif name != "source":
             loaded.model.load_state_dict(torch.load(name, map_location=dev.device))
         t = time.perf_counter()
         b = breakdown(segment_volume(test, loaded, dev).labels > 0, gt)
-        label = "shipped source model" if name == "source" else Path(name).stem
+        label = {"source": "shipped source model", "adabn": "source + AdaBN"}.get(name, Path(name).stem)
         rows.append([label] + [b[k] for k in ("dice", "fp", "fp_near", "fp_obj", "fn", "fn_near", "fn_obj",
                                               "dice_er1", "dice_er2")])
+        bands.append([label] + b["band_recall"])
         print(f"{label}: {time.perf_counter() - t:.0f} s", flush=True)
     table = markdown_table(["model", "Dice", "false pos.", "near border", "false objects", "missed", "near border",
                             "missed objects", "Dice eroded 1 px", "Dice eroded 2 px"], rows)
+    band_head = [f"rows {y}-{min(y + 128, gt.shape[1])}" for y in range(0, gt.shape[1], 128)]
+    share = [f"{gt[:, y:y + 128].sum() / gt.sum():.2f}" for y in range(0, gt.shape[1], 128)]
+    band_table = markdown_table(["recall by image rows"] + band_head, [["share of the true mito area"] + share] + bands)
     prov = provenance()
     body = f"""## Where the errors lie (Lucchi test, every 4th slice)
 
@@ -94,8 +110,10 @@ Adapted models: the state dicts `bench_adaptation.py` leaves in `benchmarks/cach
 
 {table}
 
+{band_table}
+
 Measured {prov['date'][:10]} at commit {prov['commit']} on {prov['machine']}. Reproduce:
-`.venv/bin/python benchmarks/error_breakdown.py --adapted benchmarks/cache/adapted_wda15_15min_seed*.pt`
+`.venv/bin/python benchmarks/error_breakdown.py --adapted {" ".join(os.path.relpath(m, ROOT) for m in a.adapted)}`
 """
     update_section("error-breakdown", body)
     print(body)

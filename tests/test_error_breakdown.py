@@ -26,3 +26,12 @@ def test_errors_split_into_borders_false_objects_and_missed_objects():
     assert b["fn_near"] == pytest.approx(84 / area)      # the missed square less its 4 x 4 core (> 3 px deep)
     assert b["dice"] == pytest.approx(2 * 100 / (160 + 200))
     assert b["dice_er1"] > b["dice"]                     # shrinking by 1 px removes the ring and the false object's rim
+
+
+def test_recall_is_given_per_band_of_image_rows():
+    gt = np.zeros((2, 8, 6), bool)
+    gt[:, 0:2] = True     # band 0 (rows 0-3): 24 true pixels, half of them found
+    gt[:, 5:7] = True     # band 1 (rows 4-7): 24 true pixels, none found
+    pred = np.zeros_like(gt)
+    pred[:, 0] = True
+    assert breakdown(pred, gt, band=4)["band_recall"] == pytest.approx([0.5, 0.0])

@@ -179,8 +179,6 @@ def cmd_adapt(args) -> int:
     from .core.io import read_volume
     from .core.points import read_points
 
-    if _is_chunked(args):
-        return cmd_predict_chunked(args)
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
@@ -197,6 +195,8 @@ def cmd_adapt(args) -> int:
         over["adabn"] = False  # the checkpoint already carries target statistics
     if args.pixel_pseudo_labels:
         over["pseudo"] = "pixel"
+    if args.click_reach is not None:
+        over["click_reach_z"] = args.click_reach
     settings = AdaptSettings.preset(args.preset, **over)
     print(f"{vol.path}: {vol.data.shape}; {0 if clicks is None else len(clicks)} clicks; start {loaded.path}; "
           f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("contrastive", "cross-teaching", "detection", "adabn"):
         p.add_argument(f"--no-{flag}", action="store_true", help=f"switch {flag} off (ablation)")
     p.add_argument("--pixel-pseudo-labels", action="store_true", help="plain confidence pseudo-labels instead of IPL")
+    p.add_argument("--click-reach", type=int, default=None, metavar="SLICES",
+                   help="a click also keeps background off its spot on this many slices either side "
+                        "(default 8, for near-isotropic voxels such as FIB-SEM; fewer for thick sections, 0 = off)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_adapt)
 

@@ -282,6 +282,23 @@ def test_objects_no_click_reaches_become_background_and_linked_ones_may_become_m
     assert [lab[10, 10] for lab in flat.labels] == [1, 1, 255] and flat.labels[1][30, 30] == 255
 
 
+def test_a_click_keeps_background_off_its_spot_on_nearby_slices_within_reach():
+    from napari_mito_wda.core.adapt import build_round
+
+    # The model sees the clicked object on slice 0 only; it continues unseen on slices 1-3.
+    prob = np.full((4, 40, 40), 0.02, np.float32)
+    prob[0, 5:15, 5:15] = 0.99
+    heat = np.zeros_like(prob)
+    clicks = {0: np.array([[10.0, 10.0]])}
+    args = (prob, heat, [0, 1, 2, 3], clicks, 0.0, 0.8, {0: 1, 1: 0, 2: 0, 3: 0})
+    off, _ = build_round(*args, AdaptSettings(click_reach_z=0), use_detector=False)
+    assert [lab[10, 10] for lab in off.labels] == [1, 0, 0, 0]
+    on, n = build_round(*args, AdaptSettings(click_reach_z=2, click_reach_radius=4), use_detector=False)
+    assert n == 1 and [lab[10, 10] for lab in on.labels] == [1, 255, 255, 0]
+    assert on.labels[1][10, 15] == 0 and on.labels[1][10, 14] == 255  # only within the radius
+    assert (on.det_targets[1] == off.det_targets[1]).all()  # no new detection target: nothing is mito
+
+
 def test_the_returned_model_never_scores_below_the_starting_model(setup):
     img, _, loaded, source, clicks = setup
     reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))

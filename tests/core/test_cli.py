@@ -93,3 +93,19 @@ def test_demo_without_adaptation(tiny_ckpt, tmp_path):
 def test_module_entry_point_and_version():
     out = subprocess.run([sys.executable, "-m", "napari_mito_wda", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and "napari-mito-wda" in out.stdout
+
+
+def test_adapt_writes_a_checkpoint_that_records_its_settings(adaptable_model_file, tmp_path):
+    from napari_mito_wda.core.checkpoint import load_checkpoint
+
+    img, inst = make_volume((4, 96, 96), n_objects=6, seed=3)
+    tifffile.imwrite(tmp_path / "em.tif", img)
+    # napari's Points CSV layout (File > Save): index, axis-0, axis-1, axis-2
+    (tmp_path / "clicks.csv").write_text("index,axis-0,axis-1,axis-2\n0,1,40.5,30\n1,2,60,70.25\n")
+    out = tmp_path / "adapted.pt"
+    args = ["adapt", str(tmp_path / "em.tif"), "--points", str(tmp_path / "clicks.csv"), "-o", str(out),
+            "--model", str(adaptable_model_file), "--max-iters", "2", "--minutes", "1", "--click-reach", "3"]
+    assert main(args) == 0
+    (run,) = load_checkpoint(out).meta["adaptations"]
+    assert run["settings"]["click_reach_z"] == 3 and run["n_clicks"] == 2 and run["steps"] == 2
+    assert main(args) == 2  # the adapted model is not overwritten without --overwrite

@@ -6,6 +6,7 @@ from napari_mito_wda.core.pseudo_labels import (
     instance_aware_pseudo_labels,
     link_clicked_objects,
     pixel_confidence_pseudo_labels,
+    spare_background_near,
     ratio_schedule,
 )
 
@@ -158,3 +159,17 @@ def test_linking_follows_an_object_through_slices_but_not_across_a_gap():
 def test_linking_checks_the_stack_shape():
     with pytest.raises(ValueError, match="len\\(zs\\)"):
         link_clicked_objects(np.zeros((2, 5, 5)), [0, 1, 2], {})
+
+
+def test_background_near_given_points_becomes_ignored_and_nothing_else_changes():
+    label = np.zeros((20, 30), np.uint8)
+    label[0:3, 0:3] = 1
+    label[15:, 25:] = 255
+    out = spare_background_near(label.copy(), np.array([[10.0, 10.0], [-2.0, 40.0], [1.0, 1.0]]), radius=3)
+    changed = out != label
+    # a disc of radius 3 around (10, 10), and one around the clamped point (0, 29)
+    assert changed[10, 13] and changed[7, 10] and not changed[10, 14] and not changed[6, 10]
+    assert changed[0, 29] and changed[3, 29] and not changed[4, 29]
+    assert (out[changed] == 255).all() and (label[changed] == 0).all()
+    assert (out[0:3, 0:3] == 1).all()  # mito stays mito
+    assert (spare_background_near(label.copy(), np.zeros((0, 2)), 3) == label).all()

@@ -106,6 +106,15 @@ def _most_confident_components(prob: np.ndarray, comps: np.ndarray, exclude: set
     return [int(c) for c in ids[np.argsort(-conf, kind="stable")[:k]]]
 
 
+def _near_pixels(shape, pix: np.ndarray, radius: float) -> np.ndarray:
+    """Pixels within `radius` of any of the (K, 2) integer pixel positions (none when K = 0)."""
+    if not len(pix):
+        return np.zeros(shape, dtype=bool)
+    seeds = np.ones(shape, dtype=bool)
+    seeds[pix[:, 0], pix[:, 1]] = False
+    return ndi.distance_transform_edt(seeds) <= radius
+
+
 def _ellipse(shape, cy, cx, ry, rx) -> np.ndarray:
     yy, xx = np.ogrid[: shape[0], : shape[1]]
     return ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1.0
@@ -190,10 +199,7 @@ def instance_aware_pseudo_labels(
     if bg_from_heat:
         background &= heat < heat_bg_thresh
         radius = max(blob_radius) + ignore_ring if click_exclusion_radius is None else click_exclusion_radius
-        if len(cpix):
-            seeds = np.ones(shape, dtype=bool)
-            seeds[cpix[:, 0], cpix[:, 1]] = False
-            background &= ndi.distance_transform_edt(seeds) > radius
+        background &= ~_near_pixels(shape, cpix, radius)
     label[background] = 0
 
     # A missed click: the segmentation did not see that object, so paint an elliptical blob as mito and
@@ -219,6 +225,18 @@ def instance_aware_pseudo_labels(
         n_click_blobs=len(missed),
         kept_peaks=kept_peaks,
     )
+
+
+def spare_background_near(label: np.ndarray, clicks_yx: np.ndarray, radius: float) -> np.ndarray:
+    """Background pixels within `radius` of any of the given (y, x) points become ignored (in place).
+
+    For clicks on neighbouring slices: the clicked mitochondrion most likely continues at the same
+    place, even where the model does not see it there, so it must not be taught as background.
+    """
+    pts = np.asarray(clicks_yx, dtype=np.float64).reshape(-1, 2)
+    pix = np.clip(np.floor(pts + 0.5).astype(int), 0, np.array(label.shape) - 1)
+    label[(label == 0) & _near_pixels(label.shape, pix, radius)] = IGNORE
+    return label
 
 
 def link_clicked_objects(
