@@ -120,8 +120,8 @@ class AdaptSettings:
     bg_prob_s2: float | None = None
     # A click also keeps background off within click_reach_radius working px on the slices up to
     # click_reach_z away (0 = off): the clicked mitochondrion most likely continues there, and the
-    # starting model misses many such continuations (the adapted models' missed objects gather in the
-    # bottom rows of the Lucchi images, where AdaBN lost objects the source model saw; error_breakdown.py).
+    # starting model misses many such continuations (most objects the adapted models miss on Lucchi had a
+    # high source probability and lost it with AdaBN; docs/benchmarks.md).
     # Pseudo-background on Lucchi train then holds fewer true mito pixels (diagnose_pseudo_labels.py), and
     # Lucchi test Dice rose in each of 3 paired seeds at 390 iterations (0.826 vs 0.822 on average; AJI
     # and PQ too) and with 50 clicks on 5 slices (0.821 vs 0.812); docs/benchmarks.md. Counted in slices:
