@@ -32,7 +32,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, markdown_table, update_section  # noqa: E402
 
 
-def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0, band: int = 128) -> dict:
+BAND = 128  # image rows per band of the recall-by-rows table
+
+
+def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0, band: int = BAND) -> dict:
     from scipy import ndimage as ndi
 
     from napari_mito_wda.core.metrics import dice
@@ -48,12 +51,15 @@ def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0, band: int = 1
         lg, _ = ndi.label(g)
         missed_obj += int((g & ~np.isin(lg, np.unique(lg[p]))).sum())
 
+    starts = range(0, gt.shape[1], band)
     band_recall = [float((pred[:, y:y + band] & gt[:, y:y + band]).sum() / max(gt[:, y:y + band].sum(), 1))
-                   for y in range(0, gt.shape[1], band)]
+                   for y in starts]
+    band_share = [float(gt[:, y:y + band].sum() / area) for y in starts]
     eroded = [np.stack([ndi.binary_erosion(s, iterations=it) for s in pred]) for it in (1, 2)]
     return {"dice": dice(pred, gt), "fp": fp.sum() / area, "fp_near": near_fp / area, "fp_obj": false_obj / area,
             "fn": fn.sum() / area, "fn_near": near_fn / area, "fn_obj": missed_obj / area,
-            "dice_er1": dice(eroded[0], gt), "dice_er2": dice(eroded[1], gt), "band_recall": band_recall}
+            "dice_er1": dice(eroded[0], gt), "dice_er2": dice(eroded[1], gt), "band_recall": band_recall,
+            "band_share": band_share}
 
 
 def main() -> None:
@@ -70,8 +76,8 @@ def main() -> None:
     from napari_mito_wda.core.adapt import adabn
     from napari_mito_wda.core.checkpoint import load_checkpoint
     from napari_mito_wda.core.inference import to_working
-    from napari_mito_wda.core.io import normalize_slice
     from napari_mito_wda.core.device import pick_device
+    from napari_mito_wda.core.io import normalize_slice
     from napari_mito_wda.core.provenance import provenance
     from napari_mito_wda.core.segment import segment_volume
 
@@ -97,8 +103,8 @@ def main() -> None:
         print(f"{label}: {time.perf_counter() - t:.0f} s", flush=True)
     table = markdown_table(["model", "Dice", "false pos.", "near border", "false objects", "missed", "near border",
                             "missed objects", "Dice eroded 1 px", "Dice eroded 2 px"], rows)
-    band_head = [f"rows {y}-{min(y + 128, gt.shape[1])}" for y in range(0, gt.shape[1], 128)]
-    share = [f"{gt[:, y:y + 128].sum() / gt.sum():.2f}" for y in range(0, gt.shape[1], 128)]
+    band_head = [f"rows {y}-{min(y + BAND, gt.shape[1])}" for y in range(0, gt.shape[1], BAND)]
+    share = [f"{v:.2f}" for v in b["band_share"]]  # the same ground truth for every model
     band_table = markdown_table(["recall by image rows"] + band_head, [["share of the true mito area"] + share] + bands)
     prov = provenance()
     body = f"""## Where the errors lie (Lucchi test, every 4th slice)

@@ -34,4 +34,5 @@ def test_recall_is_given_per_band_of_image_rows():
     gt[:, 5:7] = True     # band 1 (rows 4-7): 24 true pixels, none found
     pred = np.zeros_like(gt)
     pred[:, 0] = True
-    assert breakdown(pred, gt, band=4)["band_recall"] == pytest.approx([0.5, 0.0])
+    b = breakdown(pred, gt, band=4)
+    assert b["band_recall"] == pytest.approx([0.5, 0.0]) and b["band_share"] == pytest.approx([0.5, 0.5])

@@ -6,8 +6,8 @@ from napari_mito_wda.core.pseudo_labels import (
     instance_aware_pseudo_labels,
     link_clicked_objects,
     pixel_confidence_pseudo_labels,
-    spare_background_near,
     ratio_schedule,
+    spare_background_near,
 )
 
 SHAPE = (60, 80)
