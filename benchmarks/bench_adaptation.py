@@ -43,7 +43,9 @@ CACHE = ROOT / "benchmarks" / "cache"
 # 10: a click also keeps background off its spot (12 working px) on the 8 slices either side
 #    (AdaptSettings.click_reach_z); measured first as the option rows reach8 / reach8_50 / reach8_15min,
 #    whose results are stored under wda15 / wda50 / wda15_15min (same settings as this default).
-METHOD_VERSION = 10
+# 11: IPL background only where the starting model, before AdaBN, gave p < 0.5 (AdaptSettings.source_veto);
+#    measured first as the option row src_veto, whose results are stored under wda15 (same settings).
+METHOD_VERSION = 11
 
 # Rows measured under the issue's own budget (15 minutes, alone on the machine), whatever the table's.
 OWN_BUDGET = ("wda15_15min", "crop192_15min")
@@ -91,6 +93,10 @@ ROWS = {
                   "option: as above, and every object linked to a click is also pseudo-labelled mito, 15%"),
     "bg005": ("15%", {"bg_prob_s2": 0.05},
               "variant: stage-2 IPL background only where p < 0.05 (default 0.2), 15%"),
+    "veto03": ("15%", {"source_veto": 0.3},
+               "variant: IPL background only where the starting model (before AdaBN) gave p < 0.3 (default 0.5), 15%"),
+    "veto_core2": ("15%", {"source_veto_erode": 2},
+                   "variant: the source veto shrunk by 2 working px (object borders still taught background), 15%"),
     "no_adabn": ("15%", {"adabn": False}, "ablation: no AdaBN at the start, 15%"),
     "wda15_mixed_bn": ("15%", {"target_bn_stats": False},
                        "ablation: BatchNorm running statistics from source and target batches, 15%"),

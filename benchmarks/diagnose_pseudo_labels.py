@@ -72,6 +72,9 @@ def main() -> None:
     f = loaded.model.config.downsample
     images = [to_working(normalize_slice(s), f).astype(np.float32) for s in img]
     clicks = simulate_clicks(lab, 0.15, seed=0)
+    zs = np.linspace(0, len(images) - 1, a.slices).round().astype(int).tolist()
+    # The starting model's own view, before AdaBN: what AdaptSettings.source_veto consults.
+    source_prob = dict(zip(zs, _predict_slices(loaded.model, images, zs, dev)[0]))
     if a.stage1_iters:
         s1 = AdaptSettings(minutes=600, max_iters=a.stage1_iters, stage1_rounds=1, stage2_rounds=0,
                            click_fraction=0.15, adabn=not a.no_adabn)
@@ -81,7 +84,6 @@ def main() -> None:
     elif not a.no_adabn:
         adabn(loaded.model, images, dev, 256)
     cw = points_by_slice(clicks / np.array([1, f, f]))
-    zs = np.linspace(0, len(images) - 1, a.slices).round().astype(int).tolist()
     prob, heat = _predict_slices(loaded.model, images, zs, dev)
     gt = np.stack([lab[z][::f, ::f][: prob.shape[1], : prob.shape[2]] for z in zs])
     # What the model itself gets right at p > 0.5, for reference.
@@ -94,6 +96,10 @@ def main() -> None:
         ("IPL stage 2, round 1, clicks spare background on their own slice only (v6)", dict(click_reach_z=0), 2, 1, s0.t_s2),
         ("IPL stage 1, round 0 (default: clicks spare background 8 slices either side)", dict(), 1, 0, s0.t_s1),
         ("IPL stage 2, round 1 (default: clicks spare background 8 slices either side)", dict(), 2, 1, s0.t_s2),
+        ("IPL stage 1, round 0, background only where the source model gave p < 0.5 (source_veto)",
+         dict(source_veto=0.5), 1, 0, s0.t_s1),
+        ("IPL stage 2, round 1, background only where the source model gave p < 0.5 (source_veto)",
+         dict(source_veto=0.5), 2, 1, s0.t_s2),
         ("IPL stage 2, round 1, unreached objects background (link_3d)", dict(link_3d=True), 2, 1, s0.t_s2),
         ("IPL stage 1, round 0, every linked object mito", dict(link_3d=True, linked_foreground=True), 1, 0, s0.t_s1),
         ("IPL stage 2, round 1, every linked object mito", dict(link_3d=True, linked_foreground=True), 2, 1, s0.t_s2),
@@ -110,7 +116,7 @@ def main() -> None:
     for name, over, stage, r, t_s in policies:
         s = AdaptSettings(click_fraction=0.15, **over)
         rnd, n_sel = build_round(prob, heat, zs, cw, ratio_schedule(stage, r), t_s, anchors, s,
-                                 use_detector=detector_trusted(heat, cw, zs, s))
+                                 use_detector=detector_trusted(heat, cw, zs, s), source_prob=source_prob)
         m = score(np.stack(rnd.labels), gt)
         rows.append([f"{name} ({n_sel} inst.)", *[f"{v:.3f}" for v in m.values()]])
     print(markdown_table(["policy", "fg precision", "fg recall", "bg error", "bg coverage", "labelled"], rows))

@@ -197,6 +197,10 @@ def cmd_adapt(args) -> int:
         over["pseudo"] = "pixel"
     if args.click_reach is not None:
         over["click_reach_z"] = args.click_reach
+    if args.source_veto is not None:
+        if not 0.0 <= args.source_veto <= 1.0:
+            raise ValueError(f"--source-veto is a probability between 0 and 1, got {args.source_veto}")
+        over["source_veto"] = args.source_veto or None
     settings = AdaptSettings.preset(args.preset, **over)
     print(f"{vol.path}: {vol.data.shape}; {0 if clicks is None else len(clicks)} clicks; start {loaded.path}; "
           f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
@@ -357,6 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--click-reach", type=int, default=None, metavar="SLICES",
                    help="a click also keeps background off its spot on this many slices either side "
                         "(default 8, for near-isotropic voxels such as FIB-SEM; fewer for thick sections, 0 = off)")
+    p.add_argument("--source-veto", type=float, default=None, metavar="P",
+                   help="pseudo-background only where the starting model gave a probability below P "
+                        "(default 0.5; 0 = off)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_adapt)
 

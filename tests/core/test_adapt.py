@@ -299,6 +299,29 @@ def test_a_click_keeps_background_off_its_spot_on_nearby_slices_within_reach():
     assert (on.det_targets[1] == off.det_targets[1]).all()  # no new detection target: nothing is mito
 
 
+def test_the_source_veto_keeps_background_off_where_the_starting_model_saw_mito():
+    from napari_mito_wda.core.adapt import build_round
+
+    # The current model lost an object (8:12) that the starting model saw with p 0.7 on slice 0 only.
+    prob = np.full((2, 30, 30), 0.02, np.float32)
+    heat = np.zeros_like(prob)
+    source = {0: np.full((30, 30), 0.02, np.float32)}
+    source[0][8:12, 8:12] = 0.7
+    args = (prob, heat, [0, 1], {}, 0.0, 0.8, {0: 0, 1: 0})
+    s = AdaptSettings(click_reach_z=0, source_veto=None)
+    off, _ = build_round(*args, s, use_detector=False, source_prob=source)
+    assert off.labels[0][10, 10] == 0
+    on, _ = build_round(*args, dataclasses.replace(s, source_veto=0.5), use_detector=False, source_prob=source)
+    assert on.labels[0][10, 10] == 255 and on.labels[0][20, 20] == 0
+    assert on.labels[1][10, 10] == 0  # slice 1 has no source prediction: not vetoed
+    strict, _ = build_round(*args, dataclasses.replace(s, source_veto=0.8), use_detector=False, source_prob=source)
+    assert strict.labels[0][10, 10] == 0
+    # shrunk by 1 px: the object's rim is taught background again, its core stays ignored
+    core, _ = build_round(*args, dataclasses.replace(s, source_veto=0.5, source_veto_erode=1), use_detector=False,
+                          source_prob=source)
+    assert core.labels[0][8, 10] == 0 and core.labels[0][10, 10] == 255 and on.labels[0][8, 10] == 255
+
+
 def test_the_returned_model_never_scores_below_the_starting_model(setup):
     img, _, loaded, source, clicks = setup
     reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))

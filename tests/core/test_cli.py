@@ -108,4 +108,10 @@ def test_adapt_writes_a_checkpoint_that_records_its_settings(adaptable_model_fil
     assert main(args) == 0
     (run,) = load_checkpoint(out).meta["adaptations"]
     assert run["settings"]["click_reach_z"] == 3 and run["n_clicks"] == 2 and run["steps"] == 2
+    assert run["settings"]["source_veto"] == 0.5  # the default
     assert main(args) == 2  # the adapted model is not overwritten without --overwrite
+    off = tmp_path / "no_veto.pt"
+    assert main(args[:5] + [str(off)] + args[6:] + ["--source-veto", "0"]) == 0
+    assert load_checkpoint(off).meta["adaptations"][0]["settings"]["source_veto"] is None
+    assert main(args[:5] + [str(tmp_path / "bad.pt")] + args[6:] + ["--source-veto", "1.5"]) == 2
+    assert not (tmp_path / "bad.pt").exists()
