@@ -182,6 +182,9 @@ def cmd_adapt(args) -> int:
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    # Settings are checked before the volume and model are read: a typo fails at once.
+    if args.source_veto is not None and not 0.0 <= args.source_veto <= 1.0:
+        raise ValueError(f"--source-veto is a probability between 0 and 1, got {args.source_veto}")
     vol = read_volume(args.image)
     clicks = read_points(args.points) if args.points else None
     loaded, dev = _model_and_device(argparse.Namespace(model=args.resume or args.model, device=args.device))
@@ -198,8 +201,6 @@ def cmd_adapt(args) -> int:
     if args.click_reach is not None:
         over["click_reach_z"] = args.click_reach
     if args.source_veto is not None:
-        if not 0.0 <= args.source_veto <= 1.0:
-            raise ValueError(f"--source-veto is a probability between 0 and 1, got {args.source_veto}")
         over["source_veto"] = args.source_veto or None
     settings = AdaptSettings.preset(args.preset, **over)
     print(f"{vol.path}: {vol.data.shape}; {0 if clicks is None else len(clicks)} clicks; start {loaded.path}; "

@@ -509,7 +509,7 @@ def adapt(
         if get_clicks is not None:
             clicks_w, n_clicks = working_clicks(get_clicks())
             zs = sorted(set(zs) | set(clicks_w))
-            new = [z for z in zs if source_prob is not None and z not in source_prob]
+            new = [z for z in zs if z not in source_prob] if source_prob is not None else []
             if new:
                 source_prob.update(zip(new, _predict_slices(start_model, images, new, dev)[0]))
         prob, heat = _predict_slices(model, images, zs, dev)

@@ -106,6 +106,13 @@ def _most_confident_components(prob: np.ndarray, comps: np.ndarray, exclude: set
     return [int(c) for c in ids[np.argsort(-conf, kind="stable")[:k]]]
 
 
+def _click_pixels(points_yx: np.ndarray, shape) -> np.ndarray:
+    """(K, 2) int pixels of (y, x) points, rounded half up and clamped to the slice (clicks scaled to
+    working resolution may land half a pixel outside)."""
+    pts = np.asarray(points_yx, dtype=np.float64).reshape(-1, 2)
+    return np.clip(np.floor(pts + 0.5).astype(int), 0, np.array(shape) - 1)
+
+
 def _near_pixels(shape, pix: np.ndarray, radius: float) -> np.ndarray:
     """Pixels within `radius` of any of the (K, 2) integer pixel positions (none when K = 0)."""
     if not len(pix):
@@ -162,9 +169,7 @@ def instance_aware_pseudo_labels(
     if prob.ndim != 2 or prob.shape != heat.shape:
         raise ValueError(f"prob {prob.shape} and heat {heat.shape} must be the same 2D shape")
     shape = prob.shape
-    clicks = np.zeros((0, 2)) if clicks_yx is None else np.asarray(clicks_yx, dtype=np.float64).reshape(-1, 2)
-    # Clicks scaled to working resolution may land half a pixel outside: clamp to the slice.
-    cpix = np.clip(np.floor(clicks + 0.5).astype(int), 0, np.array(shape) - 1)
+    cpix = _click_pixels(np.zeros((0, 2)) if clicks_yx is None else clicks_yx, shape)
 
     # Confident-mito components, tiny ones dropped (they stay ignored, not background).
     comps, n = ndi.label(prob > t_s, structure=_EIGHT)
@@ -233,9 +238,7 @@ def spare_background_near(label: np.ndarray, clicks_yx: np.ndarray, radius: floa
     For clicks on neighbouring slices: the clicked mitochondrion most likely continues at the same
     place, even where the model does not see it there, so it must not be taught as background.
     """
-    pts = np.asarray(clicks_yx, dtype=np.float64).reshape(-1, 2)
-    pix = np.clip(np.floor(pts + 0.5).astype(int), 0, np.array(label.shape) - 1)
-    label[(label == 0) & _near_pixels(label.shape, pix, radius)] = IGNORE
+    label[(label == 0) & _near_pixels(label.shape, _click_pixels(clicks_yx, label.shape), radius)] = IGNORE
     return label
 
 
