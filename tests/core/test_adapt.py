@@ -302,24 +302,25 @@ def test_a_click_keeps_background_off_its_spot_on_nearby_slices_within_reach():
 def test_the_source_veto_keeps_background_off_where_the_starting_model_saw_mito():
     from napari_mito_wda.core.adapt import build_round
 
-    # The current model lost an object (8:12) that the starting model saw with p 0.7 on slice 0 only.
+    # The current model lost an object (8:16) that the starting model saw with p 0.7 on slice 0 only.
     prob = np.full((2, 30, 30), 0.02, np.float32)
     heat = np.zeros_like(prob)
     source = {0: np.full((30, 30), 0.02, np.float32)}
-    source[0][8:12, 8:12] = 0.7
+    source[0][8:16, 8:16] = 0.7
     args = (prob, heat, [0, 1], {}, 0.0, 0.8, {0: 0, 1: 0})
-    s = AdaptSettings(click_reach_z=0, source_veto=None)
+    s = AdaptSettings(click_reach_z=0, source_veto=None, source_veto_erode=0)
     off, _ = build_round(*args, s, use_detector=False, source_prob=source)
-    assert off.labels[0][10, 10] == 0
+    assert off.labels[0][12, 12] == 0
     on, _ = build_round(*args, dataclasses.replace(s, source_veto=0.5), use_detector=False, source_prob=source)
-    assert on.labels[0][10, 10] == 255 and on.labels[0][20, 20] == 0
-    assert on.labels[1][10, 10] == 0  # slice 1 has no source prediction: not vetoed
+    assert on.labels[0][12, 12] == 255 and on.labels[0][20, 20] == 0
+    assert (on.labels[0][8:16, 8:16] == 255).all()  # the whole object is ignored, rim included
+    assert on.labels[1][12, 12] == 0  # slice 1 has no source prediction: not vetoed
     strict, _ = build_round(*args, dataclasses.replace(s, source_veto=0.8), use_detector=False, source_prob=source)
-    assert strict.labels[0][10, 10] == 0
-    # shrunk by 1 px: the object's rim is taught background again, its core stays ignored
-    core, _ = build_round(*args, dataclasses.replace(s, source_veto=0.5, source_veto_erode=1), use_detector=False,
-                          source_prob=source)
-    assert core.labels[0][8, 10] == 0 and core.labels[0][10, 10] == 255 and on.labels[0][8, 10] == 255
+    assert strict.labels[0][12, 12] == 0
+    # the default shrinks the veto by 2 px: the object's 2-px rim is taught background again, its core stays ignored
+    core, _ = build_round(*args, AdaptSettings(click_reach_z=0), use_detector=False, source_prob=source)
+    assert (core.labels[0][8:10, 8:16] == 0).all() and (core.labels[0][9:15, 9] == 0).all()
+    assert (core.labels[0][10:14, 10:14] == 255).all()
 
 
 def test_the_returned_model_never_scores_below_the_starting_model(setup):

@@ -115,3 +115,5 @@ def test_adapt_writes_a_checkpoint_that_records_its_settings(adaptable_model_fil
     assert load_checkpoint(off).meta["adaptations"][0]["settings"]["source_veto"] is None
     assert main(args[:5] + [str(tmp_path / "bad.pt")] + args[6:] + ["--source-veto", "1.5"]) == 2
     assert not (tmp_path / "bad.pt").exists()
+    assert main(args[:5] + [str(tmp_path / "bad.pt")] + args[6:-1] + ["-1"]) == 2  # negative --click-reach
+    assert not (tmp_path / "bad.pt").exists()
