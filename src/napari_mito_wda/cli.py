@@ -184,9 +184,9 @@ def cmd_adapt(args) -> int:
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
     # Settings are checked before the volume and model are read: a typo fails at once.
     if args.source_veto is not None and not 0.0 <= args.source_veto <= 1.0:
-        raise ValueError(f"--source-veto is a probability between 0 and 1, got {args.source_veto}")
+        raise ValueError(f"--source-veto takes a probability between 0 and 1 (0 = off), got {args.source_veto}")
     if args.click_reach is not None and args.click_reach < 0:
-        raise ValueError(f"--click-reach counts slices (0 = off), got {args.click_reach}")
+        raise ValueError(f"--click-reach takes a number of slices, 0 (off) or more, got {args.click_reach}")
     vol = read_volume(args.image)
     clicks = read_points(args.points) if args.points else None
     loaded, dev = _model_and_device(argparse.Namespace(model=args.resume or args.model, device=args.device))
