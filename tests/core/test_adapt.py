@@ -323,6 +323,25 @@ def test_the_source_veto_keeps_background_off_where_the_starting_model_saw_mito(
     assert (core.labels[0][10:14, 10:14] == 255).all()
 
 
+def test_slices_clicked_mid_run_are_vetoed_by_the_starting_model_not_the_trained_one(setup):
+    from napari_mito_wda.core.adapt import StartingProbability
+
+    img, _, loaded, _, _ = setup
+    dev = pick_device("cpu")
+    images = [normalize_slice(s) for s in img]
+    start = copy.deepcopy(loaded.model)
+    prob, _ = _predict_slices(loaded.model, images, [0], dev)
+    held = StartingProbability(loaded.model, images, [0], prob, dev)
+    with torch.no_grad():  # the model being adapted moves on: here its segmentation now calls everything mito
+        loaded.model.seg_head.bias.fill_(50.0)
+    held.cover([0, 2])
+    np.testing.assert_allclose(held[2], _predict_slices(start, images, [2], dev)[0][0], atol=1e-6)
+    assert held[2].mean() < 0.99 and _predict_slices(loaded.model, images, [2], dev)[0].min() > 0.99
+    assert set(held) == {0, 2}
+    with pytest.raises(RuntimeError, match="later_slices"):
+        StartingProbability(loaded.model, images, [0], prob, dev, later_slices=False).cover([1])
+
+
 def test_the_returned_model_never_scores_below_the_starting_model(setup):
     img, _, loaded, source, clicks = setup
     reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))

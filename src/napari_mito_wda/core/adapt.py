@@ -278,6 +278,28 @@ def _predict_slices(model, images: list[np.ndarray], zs: list[int], dev: DeviceI
     return np.stack(probs).astype(np.float32), np.stack(heats).astype(np.float32)
 
 
+class StartingProbability(dict):
+    """The starting model's probability by slice, for the source veto (see AdaptSettings.source_veto).
+
+    Slices that clicks added mid-run bring in are predicted by a frozen copy of the starting model: the
+    model being trained has moved on (AdaBN, training) and would veto what it now believes instead.
+    """
+
+    def __init__(self, model, images: list[np.ndarray], zs: list[int], prob: np.ndarray, dev: DeviceInfo,
+                 later_slices: bool = True):
+        super().__init__(zip(zs, prob))
+        self._frozen = copy.deepcopy(model) if later_slices else None
+        self._images, self._dev = images, dev
+
+    def cover(self, zs: list[int]) -> None:
+        """Predict the slices of `zs` not held yet."""
+        new = [z for z in zs if z not in self]
+        if new:
+            if self._frozen is None:
+                raise RuntimeError("made without later_slices: cannot predict new slices")
+            self.update(zip(new, _predict_slices(self._frozen, self._images, new, self._dev)[0]))
+
+
 def heat_at_clicks(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int], radius: int = 3) -> float | None:
     """Median over the clicks of the detector's largest heat within `radius` working px (None: no clicks)."""
     vals = []
@@ -482,9 +504,8 @@ def adapt(
     rounds = [("stage1", r) for r in range(s.stage1_rounds)] + [("stage2", r + 1) for r in range(s.stage2_rounds)]
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
     prob, heat = _predict_slices(model, images, zs, dev)
-    source_prob = dict(zip(zs, prob)) if s.source_veto is not None else None
-    # Kept unchanged to predict the slices that clicks added later bring in (for the veto).
-    start_model = copy.deepcopy(model) if s.source_veto is not None and get_clicks is not None else None
+    source_prob = (StartingProbability(model, images, zs, prob, dev, later_slices=get_clicks is not None)
+                   if s.source_veto is not None else None)
     best_score, best_state = selection_score(prob, heat, clicks_w, zs), copy.deepcopy(model.state_dict())
     # The kept model's prediction, reused at the end when its slices are still the ones labelled.
     best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
@@ -513,9 +534,8 @@ def adapt(
         if get_clicks is not None:
             clicks_w, n_clicks = working_clicks(get_clicks())
             zs = sorted(set(zs) | set(clicks_w))
-            new = [z for z in zs if z not in source_prob] if source_prob is not None else []
-            if new:
-                source_prob.update(zip(new, _predict_slices(start_model, images, new, dev)[0]))
+            if source_prob is not None:
+                source_prob.cover(zs)
         prob, heat = _predict_slices(model, images, zs, dev)
         score = selection_score(prob, heat, clicks_w, zs)
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
