@@ -236,7 +236,8 @@ def render(results: list[dict]) -> str:
     prov = provenance()
     # The shared budget is that of the rows not measured under their own.
     r0 = next((r for r in results if r["row"] not in OWN_BUDGET), results[0])
-    commits = ", ".join(sorted({r.get("commit", "?") for r in results}))
+    # Older versions ran at many commits: name those of the current code, the rest are in the raw results.
+    commits = ", ".join(sorted({r.get("commit", "?") for r in results if r.get("method") == METHOD_VERSION}))
     dates = ", ".join(sorted({r.get("date", "?") for r in results}))
     if r0.get("max_iters"):
         budget = (f"{r0['max_iters']} training iterations per row (an iteration budget, so that CPU contention "
@@ -274,7 +275,8 @@ current version {METHOD_VERSION} of the adaptation (see METHOD_VERSION in the sc
 
 {table}
 
-Measured {dates} at commits {commits} on {prov['machine']}; the second table with {r0.get('threads', 2)} torch
+Measured {dates} on {prov['machine']}, the rows of the current code (v{METHOD_VERSION}) at commits {commits or '-'}
+(each result's commit is in the raw results); the second table with {r0.get('threads', 2)} torch
 thread(s) per row, {r0.get('concurrent', 1)} row(s) running side by side (the iterations column shows what the budget bought).
 Reproduce:
 `.venv/bin/python benchmarks/bench_adaptation.py {cmd_budget} --test-slices {r0['test_slices']} --threads {r0.get('threads', 2)}`
