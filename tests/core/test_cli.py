@@ -117,3 +117,16 @@ def test_adapt_writes_a_checkpoint_that_records_its_settings(adaptable_model_fil
     assert not (tmp_path / "bad.pt").exists()
     assert main(args[:5] + [str(tmp_path / "bad.pt")] + args[6:-1] + ["-1"]) == 2  # negative --click-reach
     assert not (tmp_path / "bad.pt").exists()
+
+
+def test_adapt_without_clicks_runs_unsupervised_and_says_so(adaptable_model_file, tmp_path, capsys):
+    from napari_mito_wda.core.checkpoint import load_checkpoint
+
+    img, _ = make_volume((3, 96, 96), n_objects=6, seed=4)
+    tifffile.imwrite(tmp_path / "em.tif", img, photometric="minisblack")  # 3 planes are not RGB
+    out = tmp_path / "uda.pt"
+    assert main(["adapt", str(tmp_path / "em.tif"), "-o", str(out), "--model", str(adaptable_model_file),
+                 "--max-iters", "2", "--minutes", "1"]) == 0
+    assert "unsupervised" in capsys.readouterr().err
+    (run,) = load_checkpoint(out).meta["adaptations"]
+    assert run["n_clicks"] == 0 and run["steps"] == 2
