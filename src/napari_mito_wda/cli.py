@@ -205,9 +205,10 @@ def cmd_adapt(args) -> int:
     if args.source_veto is not None:
         over["source_veto"] = args.source_veto or None
     settings = AdaptSettings.preset(args.preset, **over)
-    print(f"{vol.path}: {vol.data.shape}; {0 if clicks is None else len(clicks)} clicks; start {loaded.path}; "
+    n_clicks = 0 if clicks is None else len(clicks)
+    print(f"{vol.path}: {vol.data.shape}; {n_clicks} clicks; start {loaded.path}; "
           f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
-    if clicks is None or len(clicks) == 0:
+    if n_clicks == 0:
         # Measured on VNC III -> Lucchi (docs/benchmarks.md): UDA 0.779 < AdaBN alone 0.800 < 15% clicks 0.855.
         print("no clicks: unsupervised adaptation. On the benchmark it scored below re-estimating BatchNorm "
               "alone; clicking the centres of a few objects per slice (--points) gave the gains.", file=sys.stderr)
