@@ -46,7 +46,7 @@ def score(label: np.ndarray, gt: np.ndarray) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None)
-    ap.add_argument("--slices", type=int, default=20, help="evenly spaced train slices (80: all, for 3D linking)")
+    ap.add_argument("--slices", type=int, default=20, help="evenly spaced train slices (80: all)")
     ap.add_argument("--no-adabn", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--stage1-iters", type=int, default=0)
@@ -100,15 +100,8 @@ def main() -> None:
          dict(source_veto=0.5), 1, 0, s0.t_s1),
         ("IPL stage 2, round 1, background only where the source model gave p < 0.5 (source_veto)",
          dict(source_veto=0.5), 2, 1, s0.t_s2),
-        ("IPL stage 2, round 1, unreached objects background (link_3d)", dict(link_3d=True), 2, 1, s0.t_s2),
-        ("IPL stage 1, round 0, every linked object mito", dict(link_3d=True, linked_foreground=True), 1, 0, s0.t_s1),
-        ("IPL stage 2, round 1, every linked object mito", dict(link_3d=True, linked_foreground=True), 2, 1, s0.t_s2),
         ("IPL by detection peaks, stage 2, round 1", dict(detector_trust=0.0), 2, 1, s0.t_s2),
         ("IPL by detection peaks, stage 2, round 2", dict(detector_trust=0.0), 2, 2, s0.t_s2),
-        ("IPL ranked by segmentation, stage 2, round 1",
-         dict(detector_trust=1.1, untrusted_ranking="prob"), 2, 1, s0.t_s2),
-        ("IPL ranked by segmentation, stage 2, round 2",
-         dict(detector_trust=1.1, untrusted_ranking="prob"), 2, 2, s0.t_s2),
         ("pixel confidence t=0.9", dict(pseudo="pixel"), 2, 1, 0.9),
         ("pixel confidence t=0.8", dict(pseudo="pixel"), 2, 1, 0.8),
         ("naive click disks + p<0.05", dict(pseudo="naive"), 2, 1, 0.8),
@@ -121,31 +114,6 @@ def main() -> None:
         rows.append([f"{name} ({n_sel} inst.)", *[f"{v:.3f}" for v in m.values()]])
     print(markdown_table(["policy", "fg precision", "fg recall", "bg error", "bg coverage", "labelled"], rows))
     print(markdown_table(["detector check", "value"], detector_rows(prob, heat, gt_full(lab, zs, f, prob.shape), cw, zs)))
-    if np.diff(zs).max(initial=0) <= AdaptSettings().link_max_gap:  # else nothing links across slices
-        print(markdown_table(["clicks", "unreached objects -> background if they cross >= K clicked slices",
-                              "labelled px that are mito", "share of true mito px", "share of false-positive px"],
-                             linking_rows(prob, gt > 0, zs, lab, f)))
-    else:
-        print("linking table skipped: the slices are too far apart to link (use --slices 80)")
-
-
-def linking_rows(prob, mito, zs, lab, f) -> list[list[str]]:
-    """What the "unreached objects are background" rule labels, for two click protocols (3D linking)."""
-    from napari_mito_wda.core.points import points_by_slice, simulate_clicks
-    from napari_mito_wda.core.pseudo_labels import link_clicked_objects
-
-    protocols = {"15% of every slice": simulate_clicks(lab, 0.15, seed=0),
-                 "50 on 5 slices": simulate_clicks(lab, seed=0, slices=list(range(5, lab.shape[0], lab.shape[0] // 5))[:5],
-                                                   max_total=50)}
-    false_pos = (prob > 0.5) & ~mito
-    rows = []
-    for name, clicks in protocols.items():
-        cw = points_by_slice(clicks / np.array([1, f, f]))
-        for k in (1, 5):
-            _, bg = link_clicked_objects(prob, zs, cw, min_clicked_slices=k)
-            rows.append([name, str(k), f"{(bg & mito).sum() / max(bg.sum(), 1):.3f}",
-                         f"{(bg & mito).sum() / max(mito.sum(), 1):.3f}", f"{(bg & false_pos).sum() / max(false_pos.sum(), 1):.3f}"])
-    return rows
 
 
 def gt_full(lab, zs, f, shape):

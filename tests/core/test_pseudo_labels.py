@@ -4,7 +4,6 @@ import pytest
 from napari_mito_wda.core.pseudo_labels import (
     budget_anchor,
     instance_aware_pseudo_labels,
-    link_clicked_objects,
     pixel_confidence_pseudo_labels,
     ratio_schedule,
     spare_background_near,
@@ -71,17 +70,6 @@ def test_missed_click_gets_an_ignore_ring_when_background_comes_from_probability
     assert lab[15, 51] == 0
 
 
-def test_background_threshold_can_be_stricter_than_the_confidence_threshold():
-    prob, heat, clicks = scene()
-    prob[25:35, 60:70] = 0.08  # a doubtful object: background at 1 - t_s = 0.1, ignored below 0.05
-    kw = dict(ratio=0.15, count=5, blob_radius=(4, 5), ignore_ring=2, bg_from_heat=False)
-    default = instance_aware_pseudo_labels(prob, heat, clicks, **kw).label
-    strict = instance_aware_pseudo_labels(prob, heat, clicks, bg_prob=0.05, **kw).label
-    assert (default[25:35, 60:70] == 0).all() and (strict[25:35, 60:70] == 255).all()
-    assert default[5, 75] == 0 and strict[5, 75] == 0           # p = 0 stays background
-    assert (strict[10:20, 10:20] == 1).all()                     # the clicked instance is unchanged
-
-
 def test_budget_ceiling_is_robust_to_rounding_and_ranks_by_heat():
     prob = np.zeros(SHAPE, np.float32)
     heat = np.zeros(SHAPE, np.float32)
@@ -133,32 +121,6 @@ def test_budget_anchor_prefers_user_input_then_frozen_heat_count():
     assert budget_anchor(2) == 2 and budget_anchor(0) == 0
     with pytest.raises(ValueError):
         budget_anchor(3, click_fraction=0.0)
-
-
-def test_linking_follows_an_object_through_slices_but_not_across_a_gap():
-    prob = np.zeros((4, 30, 30), np.float32)
-    prob[0:2, 5:12, 5:12] = 0.9     # object A on z 0 and 2 (zs below), overlapping: linked
-    prob[2:4, 5:12, 5:12] = 0.9     # same place on z 9 and 10: too far from z 2 to be linked
-    prob[1, 20:26, 20:26] = 0.9     # object B on z 2, never clicked
-    clicks = {0: np.array([[4.0, 4.0]]),   # 1.4 px outside A's corner: within the click radius
-              2: np.array([[8.0, 8.0]])}
-    zs = [0, 2, 9, 10]
-    linked, unlinked = link_clicked_objects(prob, zs, clicks, max_gap=2)
-    assert linked[0, 8, 8] and linked[1, 8, 8] and not linked[2].any()
-    # B crosses one slice with clicks, the far copy of A none: unreached, but only B had a chance
-    assert unlinked[1, 22, 22] and not unlinked[2].any() and not unlinked[3].any()
-    assert not (linked & unlinked).any() and not linked[prob <= 0.5].any()
-    _, strict = link_clicked_objects(prob, zs, clicks, max_gap=2, min_clicked_slices=2)
-    assert not strict.any()
-    wide, _ = link_clicked_objects(prob, zs, clicks, max_gap=7)
-    assert wide[3, 8, 8]
-    far, _ = link_clicked_objects(prob, zs, {0: np.array([[0.0, 0.0]])})  # 7 px away: no
-    assert not far.any()
-
-
-def test_linking_checks_the_stack_shape():
-    with pytest.raises(ValueError, match="len\\(zs\\)"):
-        link_clicked_objects(np.zeros((2, 5, 5)), [0, 1, 2], {})
 
 
 def test_background_near_given_points_becomes_ignored_and_nothing_else_changes():

@@ -34,22 +34,24 @@ from .inference import predict_working, to_working
 from .io import normalize_slice, validate_image
 from .losses import build_prototypes, class_focused_contrastive, detection_weights, partial_weighted_mse
 from .points import points_by_slice, validate_points
-from .pseudo_labels import (budget_anchor, instance_aware_pseudo_labels, link_clicked_objects,
-                            pixel_confidence_pseudo_labels, ratio_schedule, spare_background_near)
+from .pseudo_labels import (budget_anchor, instance_aware_pseudo_labels, pixel_confidence_pseudo_labels,
+                            ratio_schedule, spare_background_near)
 from .targets import centre_heatmap, count_estimate, instance_centres
 from .training import IGNORE, SlicePlanes, crop_sample, sample_batch, seg_loss
 
 
 @dataclass
 class AdaptSettings:
+    """The paper's method, its ablation switches and the settings that earned their place.
+
+    Every default was measured on VNC III -> Lucchi (docs/benchmarks.md); the options that measured no
+    gain were removed (docs/journal.md, "Options removed in wave 2").
+    """
+
     minutes: float = 8.0             # wall-clock budget of the whole adaptation
     max_iters: int | None = None     # or a budget in iterations (whichever comes first)
     stage1_rounds: int = 1           # rounds with target detection (+ contrastive) only
-    # Rounds that also train segmentation on the pseudo-labels. The budget is split evenly over all rounds,
-    # so 5 here gives stage 1 a sixth and renews the pseudo-labels three times more than the authors' 2.
-    # Lucchi test Dice at 390 iterations, 3 paired seeds (docs/benchmarks.md): 2 rounds 0.836, 3 rounds
-    # 0.849, 5 rounds 0.855 on average (4 rounds, one seed: 0.845).
-    stage2_rounds: int = 5
+    stage2_rounds: int = 5           # beat the authors' 2 (Lucchi 0.855 vs 0.836): fresher pseudo-labels
     source_batch: int = 2
     target_batch: int = 4
     crop: int = 256                  # working-resolution pixels
@@ -68,80 +70,14 @@ class AdaptSettings:
     contrastive: bool = True
     pseudo: str = "ipl"              # "ipl", "pixel" (plain confidence) or "naive" (click disks; a baseline)
     detection: bool = True           # detection head trained on the target and used to select instances
-    # The detector selects instances only if the starting model's detector finds the user's clicks:
-    # median heat at the clicks >= detector_trust (otherwise see untrusted_ranking). The source detector
-    # peaks at ~0.4 on Lucchi, and admitting its peaks made the method worse than clicked components
-    # alone (docs/benchmarks.md). 0 = always trust (the authors' way); without clicks (UDA) there is
-    # nothing to check it against, so it is trusted.
-    detector_trust: float = 0.5
-    # What IPL admits beyond the clicked objects while the detector is not trusted: "none" (clicked
-    # objects only) or "prob" (the most confident unclicked objects). "prob" gave cleaner pseudo-labels
-    # on Lucchi train (precision 0.81 vs 0.73) but the trained model over-segmented: Lucchi test Dice
-    # 0.727 vs 0.823-0.831 with "none" (docs/benchmarks.md).
-    untrusted_ranking: str = "none"
-    # Judge the detector again at every round instead of once on the starting model, so that once stage 1
-    # has taught it the clicked centres it may select the stage-2 pseudo-instances (the authors' order).
-    # On Lucchi it changed nothing (Dice 0.806 +- 0.003, 2 seeds, with the v5 heat veto below).
-    trust_each_round: bool = False
-    # An untrusted detector's heat also vetoes background (background only where heat < 0.05). The veto
-    # labels fewer true mitochondria as background on Lucchi train (12.6% vs 17.9% of their pixels,
-    # benchmarks/diagnose_pseudo_labels.py), yet the trained model scored lower with it: Lucchi test Dice
-    # 0.812 / 0.810 (seed 0, two runs) against 0.828 / 0.817 without (seeds 0 / 1; docs/benchmarks.md).
-    untrusted_heat_veto: bool = False
     adabn: bool = True               # re-estimate BatchNorm statistics on the target once, at the start
-    adabn_check: bool = False        # ... and drop them again if they lower the label-free score (off:
-    # on shifted synthetic data AdaBN lowered the score of the starting model yet was the better start
-    # for training, AJI 0.07 -> 0.57 with it, no gain without; tests/core/test_adapt.py)
-    # Running BatchNorm statistics follow target batches only: mixing in source batches undid AdaBN for
-    # the method (Lucchi, 8 min, 15% clicks, one seed: Dice 0.790 mixed vs 0.811 target-only), though
-    # the naive baseline moved the other way (0.826 vs 0.767); docs/benchmarks.md.
-    target_bn_stats: bool = True
-    # Stage 2 keeps the source losses. The authors drop them (stage 2 on the target alone); measured here
-    # that way: Lucchi test Dice 0.801 against 0.810 with them (v5, seed 0).
-    stage2_source: bool = True
-    # Option (off by default): a click vouches for the whole mitochondrion it sits in. Predicted objects
-    # are linked across neighbouring slices (z gap <= link_max_gap; pseudo="ipl" only); objects no click
-    # reaches are labelled background (unlinked_background; on Lucchi train 4% of their pixels are mito)
-    # and, with linked_foreground, every linked object is labelled mito. Lucchi test Dice, 15% clicks,
-    # 390 iterations, seeds 0 / 1 (docs/benchmarks.md): 0.828 / 0.817 without; unreached objects
-    # background 0.831 / 0.808 (0.831 / 0.812 with unlinked_min_clicked_slices=1): no measured gain;
-    # linked objects mito as well 0.814 (seed 0). It is off
-    # because the rule assumes every object had the same chance to be clicked: a user who clicks only the
-    # objects the model gets wrong would have the others taught as background.
-    link_3d: bool = False
-    linked_foreground: bool = False
-    unlinked_background: bool = True
-    link_max_gap: int = 2
-    # ... but only objects crossing at least this many slices with clicks: the user had that many chances
-    # to click them. On Lucchi train (15% clicks on every slice) 5 keeps 85% of the false-positive pixels
-    # that 1 labels background; with 50 clicks on 5 slices, 1 would label 4.4% of the true mito pixels
-    # background (a third of what it labels), 5 labels nothing (docs/benchmarks.md).
-    unlinked_min_clicked_slices: int = 5
-    # IPL background only where the probability is below this in stage 2 (None: 1 - t_s2 = 0.2). The adapted
-    # models miss whole unclicked mitochondria (6-8.5% of the true area on Lucchi test, error_breakdown.py);
-    # a lower value would stop teaching the doubtful ones as background, but 0.05 scored lower on Lucchi
-    # (Dice 0.808 vs 0.828, seed 0, 390 iterations; docs/benchmarks.md).
-    bg_prob_s2: float | None = None
-    # A click also keeps background off within click_reach_radius working px on the slices up to
-    # click_reach_z away (0 = off): the clicked mitochondrion most likely continues there, and the
-    # starting model misses many such continuations (most objects the adapted models miss on Lucchi had a
-    # high source probability and lost it with AdaBN; docs/benchmarks.md).
-    # Pseudo-background on Lucchi train then holds fewer true mito pixels (diagnose_pseudo_labels.py), and
-    # Lucchi test Dice rose in each of 3 paired seeds at 390 iterations (0.826 vs 0.822 on average; AJI
-    # and PQ too) and with 50 clicks on 5 slices (0.821 vs 0.812); docs/benchmarks.md. Counted in slices:
-    # right for near-isotropic voxels (FIB-SEM); use fewer slices for thick sections (ssTEM).
-    click_reach_z: int = 8
-    click_reach_radius: float = 12.0
-    # IPL background only where the starting model, before AdaBN, gave p < source_veto (None = off).
-    # The objects the adapted models miss on Lucchi mostly had a high source probability that AdaBN took
-    # away; self-training then taught them as background. With the veto, pseudo-background on Lucchi
-    # train holds 6.2% of the true mito pixels instead of 10.9% (coverage 92.7% vs 94.7%), and Lucchi
-    # test Dice rose in 3 paired seeds at 390 iterations (docs/benchmarks.md).
-    source_veto: float | None = 0.5
-    # ... shrunk by this many working px first, so that object borders are still taught background (0 =
-    # off). With no shrinking the adapted masks came out too wide (error_breakdown.py); shrunk by 2, Lucchi
-    # test Dice rose a little in each of 3 paired seeds at 390 iterations (0.836 vs 0.834 on average).
-    source_veto_erode: int = 2
+    # Settings that earned their place on Lucchi (the evidence: docs/journal.md, "Settings kept").
+    detector_trust: float = 0.5      # peaks select only if the start finds the clicks (bad peaks hurt)
+    target_bn_stats: bool = True     # only target batches update BN statistics (mixing undid AdaBN)
+    click_reach_z: int = 8           # a click spares background on slices this near: its object goes on
+    click_reach_radius: float = 12.0  # ... within this many working px of the click
+    source_veto: float | None = 0.5  # background only where the start, before AdaBN, gave p below this
+    source_veto_erode: int = 2       # ... shrunk by this many px first, so borders are still taught
     click_fraction: float | None = None  # fraction of instances the user clicked, when known
     label_slices: int = 40           # target slices (evenly spaced) pseudo-labelled per round
     selection: str = "score"         # keep the model with the best label-free score, or "last"
@@ -323,40 +259,24 @@ def detector_trusted(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[i
 
 
 def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
-                use_detector: bool = True, bg_prob: float | None = None,
+                use_detector: bool = True,
                 source_prob: dict[int, np.ndarray] | None = None) -> tuple[TargetRound, int]:
     """Pseudo-labels, detection targets and weights of every labelled slice.
 
-    use_detector False: IPL keeps the clicked components only, or with untrusted_ranking "prob" ranks the
-    unclicked ones by the segmentation's own confidence instead of detection peaks (Lucchi train, stage 2
-    round 1: fg precision 0.81 and recall 0.49 against 0.73 and 0.20 with peaks). The detector still
-    learns from the selected instances' centres (cross-teaching); its heat vetoes background only with
-    untrusted_heat_veto (see AdaptSettings). source_prob: the starting model's probability by slice, for
-    s.source_veto (slices without one are not vetoed).
+    use_detector False: IPL keeps the clicked components only and the detector's heat vetoes no
+    background; the detector still learns from the selected instances' centres (cross-teaching).
+    source_prob: the starting model's probability by slice, for s.source_veto (slices without one are
+    not vetoed).
     """
     rnd = TargetRound([], [], [], [], [])
     n_sel = 0
     use = use_detector and s.detection
-    veto = s.detection and (use or s.untrusted_heat_veto)
-    link = s.pseudo == "ipl" and s.link_3d and any(len(c) for c in clicks.values())
-    if link:
-        linked, unlinked = link_clicked_objects(prob, zs, clicks, max_gap=s.link_max_gap,
-                                                min_clicked_slices=s.unlinked_min_clicked_slices)
     for k, z in enumerate(zs):
         cz = clicks.get(z, np.zeros((0, 2), np.float32))
         if s.pseudo == "ipl":
-            res = instance_aware_pseudo_labels(
-                prob[k], heat[k] if veto else np.zeros_like(heat[k]), cz,
-                ratio=ratio if use or (s.detection and s.untrusted_ranking == "prob") else 0.0,
-                count=anchors[z], t_s=t_s, rank_by="heat" if use else "prob",
-                bg_prob=bg_prob)
+            res = instance_aware_pseudo_labels(prob[k], heat[k] if use else np.zeros_like(heat[k]), cz,
+                                               ratio=ratio if use else 0.0, count=anchors[z], t_s=t_s)
             label, centres = res.label, res.centres
-            if link:
-                if s.linked_foreground:
-                    label[linked[k] & (prob[k] > t_s)] = 1
-                if s.unlinked_background:
-                    label[unlinked[k] & (label == IGNORE)] = 0
-                centres = instance_centres(label == 1, min_size=4).astype(np.float64)
             if s.click_reach_z > 0:
                 near = [c for dz, c in clicks.items() if 0 < abs(dz - z) <= s.click_reach_z and len(c)]
                 if near:
@@ -366,7 +286,7 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
                 if s.source_veto_erode > 0:
                     vetoed = ndi.binary_erosion(vetoed, iterations=s.source_veto_erode)
                 label[(label == 0) & vetoed] = IGNORE
-            n_sel += len(centres) if link else res.n_selected
+            n_sel += res.n_selected
         elif s.pseudo == "pixel":
             label = pixel_confidence_pseudo_labels(prob[k], t_s)
             centres = instance_centres(label == 1)
@@ -511,21 +431,10 @@ def adapt(
     # The kept model's prediction, reused at the end when its slices are still the ones labelled.
     best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
     best_from, kept_step = "the starting model", None
-    note, keep_source_stats = "", False
     if s.adabn:
         adabn(model, images, dev, s.crop, seed=s.seed)
-    if s.adabn and s.adabn_check:
-        # AdaBN depends on the region: on the shipped sample it halved the predicted foreground (Dice
-        # 0.70 -> 0.46) while it helps the Lucchi test set; the coverage score ranked both correctly.
-        bn_score = selection_score(*_predict_slices(model, images, zs, dev), clicks_w, zs)
-        if bn_score < best_score:
-            # ... and training must not bring the target statistics back through the running averages
-            # (on the sample the foreground then shrank from 0.18 to 0.06 of the pixels in 50 steps).
-            model.load_state_dict(best_state)
-            keep_source_stats = True
-            note = f", AdaBN dropped (score {bn_score:.3f} < {best_score:.3f})"
     yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
-                      best_score=best_score, message=f"{len(images)} slices, {n_clicks} clicks, {dev.describe()}{note}")
+                      best_score=best_score, message=f"{len(images)} slices, {n_clicks} clicks, {dev.describe()}")
 
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
     step = 0
@@ -553,13 +462,13 @@ def adapt(
             anchors.setdefault(z, budget_anchor(len(clicks_w.get(z, ())), s.click_fraction, 0))
         ratio = ratio_schedule(1 if stage == "stage1" else 2, r)
         t_s = s.t_s1 if stage == "stage1" else s.t_s2
-        if trusted is None or s.trust_each_round:
-            # By default judged once, on the starting model: once trained on the clicked centres, the detector finds
+        if trusted is None:
+            # Judged once, on the starting model: once trained on the clicked centres, the detector finds
             # those same clicks (on the sample, median heat 0.5 after 50 steps) without being any better
             # elsewhere, and admitting its peaks then grew the foreground from 0.18 to 0.29 (GT 0.12).
             trusted = detector_trusted(heat, clicks_w, zs, s)
         rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s, use_detector=trusted,
-                                 bg_prob=s.bg_prob_s2 if stage == "stage2" else None, source_prob=source_prob)
+                                 source_prob=source_prob)
         protos = _prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
@@ -579,17 +488,16 @@ def adapt(
             frac = min(1.0, max((time.perf_counter() - t0) / budget, step / s.max_iters if s.max_iters else 0.0))
             for g in opt.param_groups:
                 g["lr"] = s.lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + math.cos(math.pi * frac))
+            # The source losses stay in stage 2 as well: without them (the authors' stage 2) Lucchi scored lower.
             losses = {}
-            total = torch.zeros((), device=dev.device)
-            if stage == "stage1" or s.stage2_source:
-                xs, ys, hs = sample_batch(rng, src, s.source_batch, s.crop, s.augment)
-                with dev.autocast(), _frozen_bn_stats(model, s.target_bn_stats):
-                    out_s = model(xs.to(dev.device).contiguous(memory_format=torch.channels_last))
-                losses["src_seg"] = seg_loss(out_s["seg"].float(), ys.to(dev.device))
-                losses["src_det"] = F.mse_loss(out_s["det"].float(), hs.to(dev.device))
-                total = s.w_src_seg * losses["src_seg"] + s.w_src_det * losses["src_det"]
+            xs, ys, hs = sample_batch(rng, src, s.source_batch, s.crop, s.augment)
+            with dev.autocast(), _frozen_bn_stats(model, s.target_bn_stats):
+                out_s = model(xs.to(dev.device).contiguous(memory_format=torch.channels_last))
+            losses["src_seg"] = seg_loss(out_s["seg"].float(), ys.to(dev.device))
+            losses["src_det"] = F.mse_loss(out_s["det"].float(), hs.to(dev.device))
+            total = s.w_src_seg * losses["src_seg"] + s.w_src_det * losses["src_det"]
             xt, yt, tt, wt, ct = (v.to(dev.device) for v in _target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment))
-            with dev.autocast(), _frozen_bn_stats(model, keep_source_stats):
+            with dev.autocast():
                 out_t = model(xt.contiguous(memory_format=torch.channels_last), with_proj=s.contrastive)
             if s.detection:
                 losses["tgt_det"] = partial_weighted_mse(out_t["det"].float(), tt, wt)
@@ -604,10 +512,9 @@ def adapt(
                 conf_small = ct[:, 0, ::stride, ::stride]
                 losses["con"] = class_focused_contrastive(emb, lab_small, conf_small, protos)
                 total = total + s.w_con * losses["con"]
-            if total.requires_grad:  # a batch without any target label and no source loss teaches nothing
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
+            opt.zero_grad(set_to_none=True)
+            total.backward()
+            opt.step()
             step += 1
             it_round += 1
             for k, v in losses.items():

@@ -93,19 +93,6 @@ def _local_peaks(heat: np.ndarray, peak_min: float) -> tuple[np.ndarray, np.ndar
     return yx, heat.ravel()[pix]
 
 
-def _most_confident_components(prob: np.ndarray, comps: np.ndarray, exclude: set[int], k: int) -> list[int]:
-    """The k unclicked confident components whose p > 0.5 object has the highest mean probability."""
-    ids = np.setdiff1d(np.unique(comps[comps > 0]), np.array(sorted(exclude), dtype=int))
-    if k <= 0 or not len(ids):
-        return []
-    objects, _ = ndi.label(prob > 0.5, structure=_EIGHT)  # every confident component lies in one object
-    obj_of = ndi.maximum(objects, comps, ids)
-    obj_ids = np.unique(objects[objects > 0])
-    obj_mean = dict(zip(obj_ids.tolist(), ndi.mean(prob, objects, obj_ids)))
-    conf = np.array([obj_mean[int(o)] for o in obj_of])
-    return [int(c) for c in ids[np.argsort(-conf, kind="stable")[:k]]]
-
-
 def _click_pixels(points_yx: np.ndarray, shape) -> np.ndarray:
     """(K, 2) int pixels of (y, x) points, rounded half up and clamped to the slice (clicks scaled to
     working resolution may land half a pixel outside)."""
@@ -142,8 +129,6 @@ def instance_aware_pseudo_labels(
     heat_bg_thresh: float = 0.05,
     click_exclusion_radius: float | None = None,
     peaks_on_components_only: bool = False,
-    rank_by: str = "heat",
-    bg_prob: float | None = None,
 ) -> IPLResult:
     """IPL of one slice from mito probability `prob` and centre heatmap `heat` (both (H, W), peak 1).
 
@@ -156,14 +141,7 @@ def instance_aware_pseudo_labels(
     segmentation alone put 34-42% of true mito pixels in the background (method.md lessons).
     peaks_on_components_only: rank only peaks lying on an unclicked confident component, so the budget is
     not spent on peaks that cannot select anything (default False: the authors' ranking over all peaks).
-    rank_by: "heat" (the authors' way: detection peaks pick the instances) or "prob": the unclicked
-    confident components themselves, ranked by the mean probability of the p > 0.5 object around them,
-    for when the detector cannot be trusted yet. Measured on Lucchi train (source + AdaBN, 20 slices,
-    15% clicks): the top ceil(r x N) are true objects for 97% (r = 0.35), 92% (0.5) and 79% (0.7).
-    bg_prob: background only below this probability (None: 1 - t_s, the authors' symmetric threshold).
     """
-    if rank_by not in ("heat", "prob"):
-        raise ValueError(f"rank_by must be 'heat' or 'prob', got {rank_by!r}")
     prob = np.asarray(prob, dtype=np.float32)
     heat = np.asarray(heat, dtype=np.float32)
     if prob.ndim != 2 or prob.shape != heat.shape:
@@ -183,24 +161,20 @@ def instance_aware_pseudo_labels(
     missed = cpix[at_click == 0]
 
     budget = max(0, math.ceil(ratio * count - 1e-9))  # 1e-9: (0.1 * 3) * 10 is 3.0000000000000004
-    if rank_by == "heat":
-        # Peaks outside clicked components, best first; the budget grows with the round (ratio).
-        peaks, values = _local_peaks(heat, peak_min)
-        on = comps[peaks[:, 0], peaks[:, 1]] if len(peaks) else np.zeros(0, dtype=int)
-        cand = np.array([c not in clicked for c in on], dtype=bool)
-        if peaks_on_components_only:
-            cand &= on > 0
-        peaks, values, on = peaks[cand], values[cand], on[cand]
-        keep = np.argsort(-values, kind="stable")[:budget]
-        kept_peaks = peaks[keep].astype(np.float64)
-        from_peaks = set(int(c) for c in on[keep] if c > 0) - clicked
-    else:
-        kept_peaks = np.zeros((0, 2))
-        from_peaks = set(_most_confident_components(prob, comps, clicked, budget))
+    # Peaks outside clicked components, best first; the budget grows with the round (ratio).
+    peaks, values = _local_peaks(heat, peak_min)
+    on = comps[peaks[:, 0], peaks[:, 1]] if len(peaks) else np.zeros(0, dtype=int)
+    cand = np.array([c not in clicked for c in on], dtype=bool)
+    if peaks_on_components_only:
+        cand &= on > 0
+    peaks, values, on = peaks[cand], values[cand], on[cand]
+    keep = np.argsort(-values, kind="stable")[:budget]
+    kept_peaks = peaks[keep].astype(np.float64)
+    from_peaks = set(int(c) for c in on[keep] if c > 0) - clicked
     selected = clicked | from_peaks
 
     label = np.full(shape, IGNORE, dtype=np.uint8)
-    background = prob < (1.0 - t_s if bg_prob is None else bg_prob)
+    background = prob < 1.0 - t_s
     if bg_from_heat:
         background &= heat < heat_bg_thresh
         radius = max(blob_radius) + ignore_ring if click_exclusion_radius is None else click_exclusion_radius
@@ -240,59 +214,3 @@ def spare_background_near(label: np.ndarray, clicks_yx: np.ndarray, radius: floa
     """
     label[(label == 0) & _near_pixels(label.shape, _click_pixels(clicks_yx, label.shape), radius)] = IGNORE
     return label
-
-
-def link_clicked_objects(
-    prob: np.ndarray,
-    zs: list[int],
-    clicks_by_z: dict[int, np.ndarray],
-    threshold: float = 0.5,
-    max_gap: int = 2,
-    click_radius: int = 3,
-    min_clicked_slices: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Which predicted objects are clicked somewhere in the volume: (linked, unlinked), bool (K, H, W).
-
-    prob: (K, H, W) mito probability of slices zs (ascending). Objects (prob > threshold, 8-connected in
-    a slice) are joined across slices whose z differ by at most max_gap where they overlap, so one click
-    on any slice of a mitochondrion vouches for all of it. A click vouches for every object within
-    click_radius pixels (a click need not hit the predicted mask exactly). unlinked = predicted objects no
-    click reaches that cross at least min_clicked_slices slices carrying clicks: objects the user had
-    that many chances to click and never did. Measured on Lucchi train (source + AdaBN, all 80 slices,
-    15% clicks): the linked objects hold 74% of the true mito pixels (the clicked 2D objects alone 13%),
-    and 4% of the pixels of unreached objects are mito; those objects hold 27% of the false-positive
-    pixels (benchmarks/diagnose_pseudo_labels.py --slices 80).
-    """
-    prob = np.asarray(prob)
-    if prob.ndim != 3 or prob.shape[0] != len(zs):
-        raise ValueError(f"prob must be (len(zs), H, W), got {prob.shape} for {len(zs)} slices")
-    fg = prob > threshold
-    linked = np.zeros(fg.shape, dtype=bool)
-    unlinked = np.zeros(fg.shape, dtype=bool)
-    # Runs of slices close enough in z to be linked; each run is labelled as one 3D stack.
-    runs, start = [], 0
-    for k in range(1, len(zs) + 1):
-        if k == len(zs) or zs[k] - zs[k - 1] > max_gap:
-            runs.append((start, k))
-            start = k
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = _EIGHT
-    structure[0, 1, 1] = structure[2, 1, 1] = True
-    for a, b in runs:
-        comps, n = ndi.label(fg[a:b], structure=structure)
-        if n == 0:
-            continue
-        near = np.zeros(comps.shape, dtype=bool)
-        chances = np.zeros(n + 1, dtype=int)  # slices with clicks that each object crosses
-        for k in range(a, b):
-            cz = clicks_by_z.get(zs[k], ())
-            for y, x in cz:
-                near[k - a] |= _ellipse(comps.shape[1:], float(y), float(x), click_radius, click_radius)
-            if len(cz):
-                chances[np.unique(comps[k - a])] += 1
-        ids = np.unique(comps[near & (comps > 0)])
-        linked[a:b] = np.isin(comps, ids)
-        chances[ids] = 0
-        chances[0] = 0
-        unlinked[a:b] = chances[comps] >= max(1, min_clicked_slices)
-    return linked, unlinked
