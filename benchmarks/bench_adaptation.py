@@ -114,13 +114,13 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
     import torch
 
     from napari_mito_wda.core.adapt import AdaptSettings, adabn, adapt
-    from napari_mito_wda.core.checkpoint import load_checkpoint
-    from napari_mito_wda.core.device import pick_device
-    from napari_mito_wda.core.inference import to_working
-    from napari_mito_wda.core.io import normalize_slice
-    from napari_mito_wda.core.metrics import evaluate_volume
-    from napari_mito_wda.core.points import simulate_clicks
-    from napari_mito_wda.core.segment import segment_volume
+    from napari_mito_wda.core.adapt.points import simulate_clicks
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.data.io import normalize_slice
+    from napari_mito_wda.core.engine.device import pick_device
+    from napari_mito_wda.core.engine.inference import to_working
+    from napari_mito_wda.core.engine.segment import segment_volume
+    from napari_mito_wda.core.evaluation.metrics import evaluate_volume
 
     torch.set_num_threads(threads)
     dev = pick_device()
@@ -152,7 +152,7 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
     if clicks_kind is None:
         pass
     elif clicks_kind == "labels":
-        from napari_mito_wda.core.training import FitSettings, fit, prepare_slices
+        from napari_mito_wda.core.training.supervised import FitSettings, fit, prepare_slices
 
         planes = prepare_slices(train, train_lab, loaded.model.config.downsample, 6.0)
         for rep in fit(planes, FitSettings(minutes=minutes, lr=1e-3, seed=seed, max_iters=iters or 100_000), model=loaded.model, dev=dev):
@@ -178,7 +178,7 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
     # Kept for later analysis of the adapted model without adapting again (benchmarks/cache is not committed).
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.save(loaded.model.state_dict(), CACHE / f"adapted_{row}_seed{seed}.pt")
-    from napari_mito_wda.core.provenance import provenance
+    from napari_mito_wda.core.data.provenance import provenance
 
     prov = provenance()
     return m | {"commit": prov["commit"], "date": prov["date"][:10], "row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
@@ -206,7 +206,7 @@ def _table_row(label: str, rs: list[dict]) -> list:
 def render(results: list[dict]) -> str:
     import numpy as np
 
-    from napari_mito_wda.core.provenance import provenance
+    from napari_mito_wda.core.data.provenance import provenance
 
     rows, own_rows = [], []
     for name, (_, _, desc) in ROWS.items():

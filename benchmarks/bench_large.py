@@ -2,7 +2,7 @@
 """Volumes larger than memory: chunked segmentation on dask.distributed, 1 and 2 workers.
 
 Synthetic EM-like volumes are made lazily, region by region, by the workers themselves
-(`core/synthetic_lazy.py`): no input file exists; the output zarr goes to a temporary folder that is
+(`core/volumes/synthetic_lazy.py`): no input file exists; the output zarr goes to a temporary folder that is
 deleted after each run. Each measurement runs in a fresh process that starts its own LocalCluster
 (worker processes, 1 thread each, torch threads = 2 / workers, started with the glibc malloc environment
 that `mito-wda predict` gives its own LocalCluster: `runner.worker_malloc_env`) and reports wall time (cluster start-up
@@ -47,12 +47,12 @@ def _worker_peak_mb() -> float:
 def child_chunked(shape, workers: int, chunks, halo: int) -> dict:
     from distributed import Client, LocalCluster
 
-    from napari_mito_wda.core.chunked import ChunkSettings, segment_to_zarr
-    from napari_mito_wda.core.runner import ClusterSettings, worker_malloc_env
-    from napari_mito_wda.core.synthetic_lazy import LazySyntheticEM
+    from napari_mito_wda.core.volumes.chunked import ChunkSettings, segment_to_zarr
+    from napari_mito_wda.core.volumes.runner import ClusterSettings, worker_malloc_env
+    from napari_mito_wda.core.volumes.synthetic_lazy import LazySyntheticEM
 
     t0 = time.perf_counter()
-    with worker_malloc_env():  # as Runner starts a LocalCluster (core/alloc.py)
+    with worker_malloc_env():  # as Runner starts a LocalCluster (core/volumes/alloc.py)
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
                                memory_limit=None)
     client = Client(cluster)
@@ -90,10 +90,10 @@ def child_chunked(shape, workers: int, chunks, halo: int) -> dict:
 def child_inmemory(shape) -> dict:
     import torch
 
-    from napari_mito_wda.core.checkpoint import load_checkpoint
-    from napari_mito_wda.core.device import pick_device
-    from napari_mito_wda.core.segment import segment_volume
-    from napari_mito_wda.core.synthetic_lazy import LazySyntheticEM
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.engine.device import pick_device
+    from napari_mito_wda.core.engine.segment import segment_volume
+    from napari_mito_wda.core.volumes.synthetic_lazy import LazySyntheticEM
 
     torch.set_num_threads(2)
     image = LazySyntheticEM(shape, seed=0)[:, :, :]
@@ -144,7 +144,7 @@ def main() -> None:
             raw.append(r | {"size": name.split()[0]})
             if not a.quick:  # kept as they come: a run stopped before the table is written loses nothing
                 with open(RESULTS, "a") as fh:
-                    from napari_mito_wda.core.provenance import provenance
+                    from napari_mito_wda.core.data.provenance import provenance
 
                     prov = provenance()
                     fh.write(json.dumps(raw[-1] | {"baseline_768x1024": base["voxels_per_s"],
@@ -167,7 +167,7 @@ def main() -> None:
     print(f"(all measurements: {total_min:.1f} min)")
     if a.quick:
         return
-    from napari_mito_wda.core.provenance import provenance
+    from napari_mito_wda.core.data.provenance import provenance
 
     prov = provenance()
     body = _section(table, base, same, raw, chunks, a.instance_halo, prov, total_min)
@@ -183,9 +183,9 @@ def _section(table, base, same, raw, chunks, halo, prov, total_min) -> str:
     mitoem_chunks = 16e9 / chunk_vox
     return f"""## Volumes larger than memory: chunked segmentation on dask.distributed
 
-Synthetic EM-like volumes made lazily by the workers (`core/synthetic_lazy.py`; no input file), slices of
+Synthetic EM-like volumes made lazily by the workers (`core/volumes/synthetic_lazy.py`; no input file), slices of
 4096 x 4096 as in MitoEM, chunks {" x ".join(map(str, chunks))} (each chunk pays the network halo on its 2
-inner sides: 112 working = 224 full pixels, see `core/tiling.py`), instance halo {halo} px, shipped model, CPU fp32.
+inner sides: 112 working = 224 full pixels, see `core/engine/tiling.py`), instance halo {halo} px, shipped model, CPU fp32.
 LocalCluster of worker processes with 1 thread each and 2 / workers torch threads, started with the glibc
 malloc environment of `mito-wda predict` (`runner.worker_malloc_env`), on this 2-core machine;
 the output zarr (labels; prob and heat kept during the run) went to a temporary folder, deleted after.

@@ -32,10 +32,10 @@ def child(model: str, slices: int, threads: int, flips: bool, data: str) -> dict
     import tifffile
     import torch
 
-    from napari_mito_wda.core.checkpoint import load_checkpoint
-    from napari_mito_wda.core.device import pick_device
-    from napari_mito_wda.core.metrics import evaluate_volume
-    from napari_mito_wda.core.segment import segment_volume
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.engine.device import pick_device
+    from napari_mito_wda.core.engine.segment import segment_volume
+    from napari_mito_wda.core.evaluation.metrics import evaluate_volume
 
     torch.set_num_threads(threads)
     if data == "vnc3-holdout":  # the source slices the shipped model never trained on
@@ -73,7 +73,7 @@ def main() -> None:
         return
     if not (SHARED / "lucchi" / "test_image.tif").exists():
         sys.exit(f"needs the Lucchi data in {SHARED / 'lucchi'}")
-    from napari_mito_wda.core.provenance import provenance
+    from napari_mito_wda.core.data.provenance import provenance
 
     rows, raw = [], {}
     runs = [("shipped VNC III model on VNC III hold-out (slices 17-19)", "shipped", "vnc3-holdout"),

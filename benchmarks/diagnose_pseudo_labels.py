@@ -55,14 +55,14 @@ def main() -> None:
     import tifffile
     import torch
 
-    from napari_mito_wda.core.adapt import AdaptSettings, _predict_slices, adabn, adapt, build_round, detector_trusted
-    from napari_mito_wda.core.checkpoint import load_checkpoint
-    from napari_mito_wda.core.device import pick_device
-    from napari_mito_wda.core.inference import to_working
-    from napari_mito_wda.core.io import normalize_slice
-    from napari_mito_wda.core.points import points_by_slice, simulate_clicks
-    from napari_mito_wda.core.pseudo_labels import budget_anchor, ratio_schedule
-    from napari_mito_wda.core.targets import count_estimate
+    from napari_mito_wda.core.adapt import AdaptSettings, predict_slices, adabn, adapt, build_round, detector_trusted
+    from napari_mito_wda.core.adapt.points import points_by_slice, simulate_clicks
+    from napari_mito_wda.core.adapt.pseudo_labels import budget_anchor, ratio_schedule
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.data.io import normalize_slice
+    from napari_mito_wda.core.engine.device import pick_device
+    from napari_mito_wda.core.engine.inference import to_working
+    from napari_mito_wda.core.training.targets import count_estimate
 
     torch.set_num_threads(a.threads)
     dev = pick_device()
@@ -74,7 +74,7 @@ def main() -> None:
     clicks = simulate_clicks(lab, 0.15, seed=0)
     zs = np.linspace(0, len(images) - 1, a.slices).round().astype(int).tolist()
     # The starting model's own view, before AdaBN: what AdaptSettings.source_veto consults.
-    source_prob = dict(zip(zs, _predict_slices(loaded.model, images, zs, dev)[0]))
+    source_prob = dict(zip(zs, predict_slices(loaded.model, images, zs, dev)[0]))
     if a.stage1_iters:
         s1 = AdaptSettings(minutes=600, max_iters=a.stage1_iters, stage1_rounds=1, stage2_rounds=0,
                            click_fraction=0.15, adabn=not a.no_adabn)
@@ -84,7 +84,7 @@ def main() -> None:
     elif not a.no_adabn:
         adabn(loaded.model, images, dev, 256)
     cw = points_by_slice(clicks / np.array([1, f, f]))
-    prob, heat = _predict_slices(loaded.model, images, zs, dev)
+    prob, heat = predict_slices(loaded.model, images, zs, dev)
     gt = np.stack([lab[z][::f, ::f][: prob.shape[1], : prob.shape[2]] for z in zs])
     # What the model itself gets right at p > 0.5, for reference.
     pred = (prob > 0.5).astype(np.uint8)
@@ -136,7 +136,7 @@ def detector_rows(prob, heat, gt, cw, zs) -> list[list[str]]:
     from scipy import ndimage as ndi
 
     from napari_mito_wda.core.adapt import heat_at_clicks
-    from napari_mito_wda.core.points import innermost_point
+    from napari_mito_wda.core.adapt.points import innermost_point
 
     clicked, unclicked = {}, {}
     pos_h, neg_h, pos_p, neg_p = [], [], [], []

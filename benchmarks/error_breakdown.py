@@ -38,7 +38,7 @@ BAND = 128  # image rows per band of the recall-by-rows table
 def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0, band: int = BAND) -> dict:
     from scipy import ndimage as ndi
 
-    from napari_mito_wda.core.metrics import dice
+    from napari_mito_wda.core.evaluation.metrics import dice
 
     area = max(int(gt.sum()), 1)
     fp, fn = pred & ~gt, ~pred & gt
@@ -74,12 +74,12 @@ def main() -> None:
     import torch
 
     from napari_mito_wda.core.adapt import adabn
-    from napari_mito_wda.core.checkpoint import load_checkpoint
-    from napari_mito_wda.core.inference import to_working
-    from napari_mito_wda.core.device import pick_device
-    from napari_mito_wda.core.io import normalize_slice
-    from napari_mito_wda.core.provenance import provenance
-    from napari_mito_wda.core.segment import segment_volume
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.data.io import normalize_slice
+    from napari_mito_wda.core.data.provenance import provenance
+    from napari_mito_wda.core.engine.device import pick_device
+    from napari_mito_wda.core.engine.inference import to_working
+    from napari_mito_wda.core.engine.segment import segment_volume
 
     torch.set_num_threads(a.threads)
     dev = pick_device()

@@ -32,10 +32,10 @@ def child(tile: int, threads: int, mallopt: bool) -> None:
 
     import torch
 
-    from napari_mito_wda.core.alloc import keep_memory_for_inference
-    from napari_mito_wda.core.checkpoint import load_checkpoint
-    from napari_mito_wda.core.device import pick_device
-    from napari_mito_wda.core.inference import _forward
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.engine.device import pick_device
+    from napari_mito_wda.core.engine.inference import _forward
+    from napari_mito_wda.core.volumes.alloc import keep_memory_for_inference
 
     torch.set_num_threads(threads)
     dev = pick_device("cpu")
@@ -71,7 +71,7 @@ def main() -> None:
         child(a.child, a.threads, a.mallopt)
         return
     sys.path.insert(0, str(ROOT / "src"))
-    from napari_mito_wda.core.runner import WORKER_MALLOC_ENV
+    from napari_mito_wda.core.volumes.runner import WORKER_MALLOC_ENV
 
     envs = ENVS | {"worker env": WORKER_MALLOC_ENV}
     base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}

@@ -14,8 +14,8 @@ from pathlib import Path
 import tifffile
 from scipy import ndimage as ndi
 
-from napari_mito_wda.core.io import write_labels_tiff
-from napari_mito_wda.core.points import simulate_clicks
+from napari_mito_wda.core.adapt.points import simulate_clicks
+from napari_mito_wda.core.data.io import write_labels_tiff
 
 ROOT = Path(__file__).resolve().parents[1]
 LUCCHI = ROOT.parent / "shared" / "data" / "lucchi"

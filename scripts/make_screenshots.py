@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_mito_wda.core.points import read_points
+    from napari_mito_wda.core.adapt.points import read_points
     from napari_mito_wda.sample import sample_paths
 
     viewer = napari.Viewer(title="napari-mito-wda", show=True)

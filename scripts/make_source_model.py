@@ -10,8 +10,8 @@ upper bound of the benchmark uses the same script on Lucchi train (see benchmark
 import argparse
 from pathlib import Path
 
-from napari_mito_wda.core.pretrain import pretrain
-from napari_mito_wda.core.training import FitSettings
+from napari_mito_wda.core.training.pretrain import pretrain
+from napari_mito_wda.core.training.supervised import FitSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 VNC3 = ROOT.parent / "shared" / "data" / "vnc3"

@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def small_volume():
     """A tiny synthetic EM-like stack (3, 96, 96): (image uint8, instances uint16). Read-only."""
-    from napari_mito_wda.core.synthetic import make_volume
+    from napari_mito_wda.core.data.synthetic import make_volume
 
     image, instances = make_volume(shape=(3, 96, 96), n_objects=5, seed=1)
     image.flags.writeable = False
@@ -56,7 +56,7 @@ def small_volume():
 @pytest.fixture(scope="session")
 def default_model_file() -> Path:
     """The shipped default model; tests needing a trained model are skipped while it is not shipped."""
-    from napari_mito_wda.core.checkpoint import default_model_path
+    from napari_mito_wda.core.data.checkpoint import default_model_path
 
     path = default_model_path()
     if not path.exists():
@@ -69,8 +69,8 @@ def random_model_file(tmp_path_factory) -> Path:
     """A tiny untrained checkpoint: exercises loading/prediction plumbing fast (its labels are arbitrary)."""
     import torch
 
-    from napari_mito_wda.core.checkpoint import save_checkpoint
-    from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
+    from napari_mito_wda.core.data.checkpoint import save_checkpoint
+    from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "tiny_random.pt"
@@ -84,9 +84,9 @@ def adaptable_model_file(tmp_path_factory) -> Path:
     import numpy as np
     import torch
 
-    from napari_mito_wda.core.checkpoint import save_checkpoint
-    from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
-    from napari_mito_wda.core.synthetic import make_volume
+    from napari_mito_wda.core.data.checkpoint import save_checkpoint
+    from napari_mito_wda.core.data.synthetic import make_volume
+    from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 
     torch.manual_seed(0)
     model = MultiTaskUNet(ModelConfig(base=4, depth=2, proj_dim=8, downsample=2))

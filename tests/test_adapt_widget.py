@@ -18,7 +18,7 @@ SCALE = (40.0, 6.0, 6.0)
 
 @pytest.fixture
 def target():
-    from napari_mito_wda.core.synthetic import TARGET, make_volume
+    from napari_mito_wda.core.data.synthetic import TARGET, make_volume
 
     image, _ = make_volume((3, 80, 96), n_objects=5, domain=TARGET, seed=2)
     return image
@@ -28,7 +28,7 @@ def target():
 def test_sample_click_adapt_watch_stop_resume_export(
     viewer_and_widget, default_model_file, qtbot, wait_worker, tmp_path, captured_errors
 ):
-    from napari_mito_wda.core.points import read_points
+    from napari_mito_wda.core.adapt.points import read_points
     from napari_mito_wda.sample import sample_paths
 
     viewer, widget = viewer_and_widget
@@ -154,8 +154,8 @@ def test_adapted_model_saved_loaded_and_used_by_the_cli(
     viewer_and_widget, target, adaptable_model_file, wait_worker, tmp_path
 ):
     from napari_mito_wda import cli
-    from napari_mito_wda.core.checkpoint import load_checkpoint
-    from napari_mito_wda.core.io import write_labels_tiff
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.data.io import write_labels_tiff
 
     viewer, widget = viewer_and_widget
     viewer.add_image(target, name="em", scale=SCALE)

@@ -10,14 +10,14 @@ import torch
 
 from napari_mito_wda._adapt_worker import AdaptResult, AdaptUpdate, ClickFeed, adapt_iter, load_iter
 from napari_mito_wda._worker import run_to_end
-from napari_mito_wda.core.checkpoint import CheckpointError, load_checkpoint
+from napari_mito_wda.core.data.checkpoint import CheckpointError, load_checkpoint
 
 from .conftest import TINY_ADAPT
 
 
 @pytest.fixture
 def target():
-    from napari_mito_wda.core.synthetic import TARGET, make_volume
+    from napari_mito_wda.core.data.synthetic import TARGET, make_volume
 
     image, _ = make_volume((3, 80, 96), n_objects=5, domain=TARGET, seed=2)
     return image

@@ -9,8 +9,8 @@ import zarr
 
 from napari_mito_wda._chunked_worker import chunked_worker, layer_source, segment_layer_to_zarr
 from napari_mito_wda._lazy_reader import get_reader, read_lazy
-from napari_mito_wda.core.chunked import ChunkSettings, read_labels
-from napari_mito_wda.core.runner import ClusterSettings
+from napari_mito_wda.core.volumes.chunked import ChunkSettings, read_labels
+from napari_mito_wda.core.volumes.runner import ClusterSettings
 
 SETTINGS = dict(chunks=(2, 48, 48), instance_halo=32, device="cpu", precision="fp32")
 

@@ -11,7 +11,7 @@ import tifffile
 
 from napari_mito_wda._reader import get_reader
 from napari_mito_wda._writer import voxel_size_from_layer, write_labels
-from napari_mito_wda.core.io import InputError
+from napari_mito_wda.core.data.io import InputError
 
 
 def _labels(shape=(4, 40, 48)):

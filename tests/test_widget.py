@@ -49,7 +49,7 @@ def test_predict_iter_stops_after_current_slice(small_volume, random_model_file)
 
 
 def test_predict_iter_rejects_bad_input(random_model_file):
-    from napari_mito_wda.core.io import InputError
+    from napari_mito_wda.core.data.io import InputError
 
     with pytest.raises(InputError, match="RGB"):
         next(predict_iter(np.zeros((64, 64, 3), np.uint8), model_path=str(random_model_file)))

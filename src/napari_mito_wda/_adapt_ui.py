@@ -106,7 +106,7 @@ class AdaptSection:
     # ------------------------------------------------------------------ clicks
     def _valid_clicks(self, image, shape) -> tuple[np.ndarray, int, np.ndarray]:
         """(clicks inside the image as (N, 3) voxel coords with duplicates merged, n outside, all raw)."""
-        from .core.points import validate_points
+        from .core.adapt.points import validate_points
 
         raw = np.asarray(self._centres_in_image_coords(image), dtype=np.float64)
         shape3 = tuple(shape) if len(shape) == 3 else (1, *shape)
@@ -158,8 +158,8 @@ class AdaptSection:
     def adapt(self):
         """Start (or resume) adapting the current model to the selected image; return the worker or None."""
         from ._adapt_worker import ClickFeed, adapt_iter
-        from .core.io import InputError
-        from .core.points import validate_points
+        from .core.adapt.points import validate_points
+        from .core.data.io import InputError
 
         if self.is_running:
             self._fail("Something is already running; press Stop first.")

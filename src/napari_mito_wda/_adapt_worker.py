@@ -45,12 +45,12 @@ class AdaptUpdate:
     """One engine report (its big prediction arrays dropped) plus full-resolution slice previews."""
 
     report: Any                      # core.adapt.AdaptReport with prediction=None
-    previews: list = field(default_factory=list)  # core.live.SlicePreview
+    previews: list = field(default_factory=list)  # core.adapt.live.SlicePreview
 
 
 @dataclass
 class AdaptResult:
-    model: Any                       # core.checkpoint.LoadedModel holding the best adapted weights
+    model: Any                       # core.data.checkpoint.LoadedModel holding the best adapted weights
     settings: Any                    # core.adapt.AdaptSettings actually used
     clicks: np.ndarray               # the clicks of the last round (voxel coordinates)
     last: Any                        # the final AdaptReport ("done")
@@ -92,10 +92,10 @@ def adapt_iter(
     is, every `preview_every_s` seconds (a single slice: a few percent of the training time).
     """
     from .core.adapt import AdaptReport, AdaptSettings, adapt
-    from .core.checkpoint import load_model
-    from .core.device import pick_device
-    from .core.io import validate_image
-    from .core.live import current_preview, nearest_slices, preview_slices
+    from .core.adapt.live import current_preview, nearest_slices, preview_slices
+    from .core.data.checkpoint import load_model
+    from .core.data.io import validate_image
+    from .core.engine.device import pick_device
 
     stop = stop_event or threading.Event()
     volume = validate_image(np.asarray(image), "image")  # (Z, Y, X); a 2D image becomes one slice
@@ -143,7 +143,7 @@ def adapt_iter(
 def load_iter(path: str):
     """Load and check a checkpoint off the GUI thread (CheckpointError says what is wrong with it)."""
     from ._worker import Progress
-    from .core.checkpoint import load_model
+    from .core.data.checkpoint import load_model
 
     yield Progress(0, 1, "loading model")
     loaded = load_model(path)

@@ -2,7 +2,7 @@
 
     worker = segment_layer_to_zarr(viewer, viewer.layers["big"], "OUT.zarr")  # started; returns the worker
 
-The engine is `core.chunked.segment_to_zarr_iter`; this module only picks the source (the file a lazy
+The engine is `core.volumes.chunked.segment_to_zarr_iter`; this module only picks the source (the file a lazy
 layer came from when known, so workers read it themselves, else the layer's array), reports progress
 and adds the result, read lazily from the store, with the image layer's scale.
 """
@@ -23,11 +23,11 @@ def layer_source(layer):
 
 
 def chunked_worker(layer, output, model=None, settings=None, cluster=None, overwrite: bool = False):
-    """A napari thread worker (not started) that yields core.chunked.Progress and returns ChunkedResult."""
+    """A napari thread worker (not started) yielding core.volumes.chunked.Progress, returning ChunkedResult."""
     from napari.qt.threading import thread_worker
 
-    from .core.chunked import segment_to_zarr_iter
-    from .core.runner import ClusterSettings
+    from .core.volumes.chunked import segment_to_zarr_iter
+    from .core.volumes.runner import ClusterSettings
 
     source, dataset = layer_source(layer)
     # Inside napari: worker threads of this process by default (no process start-up, no pickling).
@@ -46,8 +46,8 @@ def chunked_predict_iter(layer_data, layer_meta, output, model=None, settings=No
     A stopped run leaves OUT.zarr.partial with its finished chunks; predicting to the same path resumes it.
     """
     from ._worker import Cancelled
-    from .core.chunked import segment_to_zarr_iter
-    from .core.runner import ClusterSettings
+    from .core.volumes.chunked import segment_to_zarr_iter
+    from .core.volumes.runner import ClusterSettings
 
     source, dataset = layer_source(SimpleNamespace(data=layer_data, metadata=layer_meta))
     gen = segment_to_zarr_iter(source, output, model, settings, cluster or ClusterSettings(workers=1, processes=False),

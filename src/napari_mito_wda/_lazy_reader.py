@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 def _is_lazy_volume(path) -> bool:
-    from .core.lazy_io import volume_kind
+    from .core.volumes.lazy_io import volume_kind
 
     return isinstance(path, (str, os.PathLike)) and volume_kind(path) in ("zarr", "hdf5")
 
@@ -38,7 +38,7 @@ def labels_layer_data(store: str | os.PathLike):
     """(dask labels, layer kwargs) of a finished segmentation store, lazily."""
     import dask.array as da
 
-    from .core.chunked import read_labels
+    from .core.volumes.chunked import read_labels
 
     arr, voxel = read_labels(store)
     data = da.from_zarr(arr)
@@ -74,7 +74,7 @@ def read_lazy(path) -> list[tuple]:
     import dask.array as da
     import numpy as np
 
-    from .core.lazy_io import open_volume
+    from .core.volumes.lazy_io import open_volume
 
     layers = []
     for p in list(path) if isinstance(path, (list, tuple)) else [path]:

@@ -39,7 +39,7 @@ def _layer_name(path: str) -> str:
 
 def read_tiff(path) -> list[tuple]:
     """Read one or several TIFFs; one image layer each, scaled by the voxel size (nm) when recorded."""
-    from .core.io import read_volume
+    from .core.data.io import read_volume
 
     paths = list(path) if isinstance(path, (list, tuple)) else [path]
     layers = []

@@ -29,7 +29,7 @@ def make_lucchi_sample() -> list[tuple]:
 
 def make_synthetic_sample(shape=(8, 128, 128), n_objects: int = 12, seed: int = 0) -> list[tuple]:
     """A small synthetic EM-like stack with mitochondria-like objects (for trying the workflow quickly)."""
-    from .core.synthetic import make_volume
+    from .core.data.synthetic import make_volume
 
     image, instances = make_volume(shape=tuple(shape), n_objects=n_objects, seed=seed)
     md = {"mito_wda": {"sample": "synthetic", "seed": seed}}

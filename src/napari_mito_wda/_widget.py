@@ -367,7 +367,7 @@ class MitoWidget(AdaptSection, QWidget):
 
         def describe() -> tuple[str, dict]:
             from .core.adapt import AdaptSettings  # imports torch: here, not on the GUI thread
-            from .core.device import pick_device
+            from .core.engine.device import pick_device
 
             minutes = {p: AdaptSettings.preset(p).minutes for p in ("quick", "thorough")}
             return pick_device().describe(), minutes

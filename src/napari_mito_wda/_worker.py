@@ -42,7 +42,7 @@ class PredictResult:
     labels: np.ndarray
     prob: np.ndarray | None
     heat: np.ndarray | None
-    model: Any  # core.checkpoint.LoadedModel, cached by the widget for the next run
+    model: Any  # core.data.checkpoint.LoadedModel, cached by the widget for the next run
     model_path: str | None
     device: str
     seconds: float
@@ -73,10 +73,10 @@ def predict_iter(
     thread and this generator relays each callback as a yield: the caller (napari's worker) can then
     abort at any yield, and setting `stop_event` makes the computation stop after the current slice.
     """
-    from .core.checkpoint import load_model
-    from .core.device import pick_device
-    from .core.io import validate_image
-    from .core.segment import segment_volume
+    from .core.data.checkpoint import load_model
+    from .core.data.io import validate_image
+    from .core.engine.device import pick_device
+    from .core.engine.segment import segment_volume
 
     stop = stop_event or threading.Event()
     image = np.asarray(image)

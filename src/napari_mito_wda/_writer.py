@@ -2,7 +2,7 @@
 
 Overwriting: napari's own "Save layer" dialog already asks before replacing an existing file, but
 ``viewer.layers.save(path)`` and scripted saves do not, and the JSON sidecar is never part of that
-question. So this writer keeps the safe behaviour of ``core.io``: if the TIFF or its sidecar exists it
+question. So this writer keeps the safe behaviour of ``core.data.io``: if the TIFF or its sidecar exists it
 raises ``FileExistsError`` with a clear message and writes nothing (napari shows the message). A user
 who confirmed "replace" in the dialog therefore has to delete the old file or pick a new name; losing
 a curated segmentation by a mis-click is worse than that extra step.
@@ -64,13 +64,13 @@ def save_labels_with_sidecar(
     extra: dict | None = None,
     overwrite: bool = False,
 ) -> list[str]:
-    """Write labels via ``core.io.write_labels_tiff`` plus a JSON sidecar; return both paths.
+    """Write labels via ``core.data.io.write_labels_tiff`` plus a JSON sidecar; return both paths.
 
     Refuses (FileExistsError, nothing written) when either file exists and overwrite is False.
     """
     from . import __version__
-    from .core.io import InputError, write_json, write_labels_tiff
-    from .core.provenance import machine, now_iso
+    from .core.data.io import InputError, write_json, write_labels_tiff
+    from .core.data.provenance import machine, now_iso
 
     path = _as_tiff_path(path)
     side = sidecar_path(path)

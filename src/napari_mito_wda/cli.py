@@ -38,8 +38,8 @@ class Progress:
 
 
 def _model_and_device(args):
-    from .core.checkpoint import load_model
-    from .core.device import pick_device
+    from .core.data.checkpoint import load_model
+    from .core.engine.device import pick_device
 
     dev = pick_device(args.device)
     loaded = load_model(args.model, device=dev.device)
@@ -48,14 +48,14 @@ def _model_and_device(args):
 
 def _is_chunked(args) -> bool:
     """Chunked (dask) when asked for, or when input or output is a chunked format."""
-    from .core.lazy_io import volume_kind
+    from .core.volumes.lazy_io import volume_kind
 
     asked = any(v is not None for v in (args.chunks, args.workers, args.scheduler, args.dataset))
     return asked or str(args.output).rstrip("/").lower().endswith(".zarr") or volume_kind(args.image) in ("zarr", "hdf5")
 
 
 def _parse_chunks(text: str) -> tuple[int, int, int]:
-    from .core.io import InputError
+    from .core.data.io import InputError
 
     try:
         parts = tuple(int(v) for v in text.split(","))
@@ -69,9 +69,9 @@ def _parse_chunks(text: str) -> tuple[int, int, int]:
 def cmd_predict_chunked(args) -> int:
     import shutil
 
-    from .core.chunked import ChunkSettings, read_labels, segment_to_zarr
-    from .core.io import InputError, write_labels_tiff
-    from .core.runner import ClusterSettings
+    from .core.data.io import InputError, write_labels_tiff
+    from .core.volumes.chunked import ChunkSettings, read_labels, segment_to_zarr
+    from .core.volumes.runner import ClusterSettings
 
     out = Path(args.output.rstrip("/"))
     if args.link_3d:
@@ -115,10 +115,10 @@ def cmd_predict_chunked(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .core.checkpoint import file_sha256
-    from .core.io import read_volume, write_labels_tiff
-    from .core.provenance import provenance
-    from .core.segment import segment_volume
+    from .core.data.checkpoint import file_sha256
+    from .core.data.io import read_volume, write_labels_tiff
+    from .core.data.provenance import provenance
+    from .core.engine.segment import segment_volume
 
     if _is_chunked(args):
         return cmd_predict_chunked(args)
@@ -142,8 +142,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .core.io import InputError, read_volume, write_json
-    from .core.metrics import evaluate_volume, format_table
+    from .core.data.io import InputError, read_volume, write_json
+    from .core.evaluation.metrics import evaluate_volume, format_table
 
     pred, gt = read_volume(args.prediction).data, read_volume(args.ground_truth).data
     if pred.shape != gt.shape:
@@ -160,8 +160,8 @@ def cmd_evaluate(args) -> int:
 def cmd_pretrain(args) -> int:
     import os
 
-    from .core.pretrain import pretrain
-    from .core.training import FitSettings
+    from .core.training.pretrain import pretrain
+    from .core.training.supervised import FitSettings
 
     if args.device:
         os.environ["MITO_WDA_DEVICE"] = args.device
@@ -176,8 +176,8 @@ def cmd_adapt(args) -> int:
     import signal
 
     from .core.adapt import AdaptSettings, adapt, save_adapted
-    from .core.io import read_volume
-    from .core.points import read_points
+    from .core.adapt.points import read_points
+    from .core.data.io import read_volume
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
@@ -245,12 +245,12 @@ def cmd_adapt(args) -> int:
 def cmd_demo(args) -> int:
     """The whole mission on the shipped sample: source model, short adaptation from its clicks, adapted model."""
     from .core.adapt import AdaptSettings, adapt, save_adapted
-    from .core.figures import save_comparison
-    from .core.io import write_json, write_labels_tiff
-    from .core.metrics import evaluate_volume, format_table
-    from .core.points import read_points
-    from .core.provenance import provenance
-    from .core.segment import segment_volume
+    from .core.adapt.points import read_points
+    from .core.data.io import write_json, write_labels_tiff
+    from .core.data.provenance import provenance
+    from .core.engine.segment import segment_volume
+    from .core.evaluation.figures import save_comparison
+    from .core.evaluation.metrics import evaluate_volume, format_table
     from .sample import CITATION, load_lucchi_sample, sample_paths
 
     run = Path(args.out) / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
@@ -390,8 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .core.checkpoint import CheckpointError
-    from .core.io import InputError
+    from .core.data.checkpoint import CheckpointError
+    from .core.data.io import InputError
 
     try:
         return args.func(args)

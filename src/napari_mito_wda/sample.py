@@ -28,7 +28,7 @@ def sample_paths() -> dict[str, Path]:
 
 def load_lucchi_sample() -> tuple[np.ndarray, np.ndarray, tuple[float, float, float], str]:
     """(image uint8 (Z,Y,X), ground-truth instances uint16, voxel size (z,y,x) nm, citation)."""
-    from .core.io import read_volume
+    from .core.data.io import read_volume
 
     paths = sample_paths()
     img = read_volume(paths["image"])

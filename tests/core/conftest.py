@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mito_wda.core.checkpoint import save_checkpoint
-from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
+from napari_mito_wda.core.data.checkpoint import save_checkpoint
+from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -8,13 +8,13 @@ from scipy import ndimage as ndi
 import pytest
 import torch
 
-from napari_mito_wda.core.adapt import AdaptSettings, _predict_slices, adapt, save_adapted, selection_score
-from napari_mito_wda.core.checkpoint import LoadedModel, load_checkpoint
-from napari_mito_wda.core.device import pick_device
-from napari_mito_wda.core.io import InputError, normalize_slice
-from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
-from napari_mito_wda.core.synthetic import TARGET, make_volume
-from napari_mito_wda.core.training import prepare_slices
+from napari_mito_wda.core.adapt import AdaptSettings, adapt, predict_slices, save_adapted, selection_score
+from napari_mito_wda.core.data.checkpoint import LoadedModel, load_checkpoint
+from napari_mito_wda.core.data.io import InputError, normalize_slice
+from napari_mito_wda.core.data.synthetic import TARGET, make_volume
+from napari_mito_wda.core.engine.device import pick_device
+from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
+from napari_mito_wda.core.training.supervised import prepare_slices
 
 FAST = dict(minutes=5, max_iters=6, stage1_rounds=1, stage2_rounds=1, source_batch=1, target_batch=2, crop=64,
             label_slices=3, report_every=1)
@@ -111,13 +111,13 @@ def test_selection_score_rewards_agreeing_heads_and_covered_clicks():
 def test_short_adaptation_beats_the_source_model_on_shifted_synthetic_data():
     """Source model trained on one synthetic 'microscope', adapted from 30% clicks on a blurrier,
     noisier, lower-contrast one with bigger objects: instance quality must improve clearly."""
-    from napari_mito_wda.core.device import pick_device
-    from napari_mito_wda.core.metrics import evaluate_volume
-    from napari_mito_wda.core.points import simulate_clicks
-    from napari_mito_wda.core.pretrain import class_prototypes
-    from napari_mito_wda.core.segment import segment_volume
-    from napari_mito_wda.core.synthetic import SOURCE, Domain
-    from napari_mito_wda.core.training import FitSettings, fit
+    from napari_mito_wda.core.adapt.points import simulate_clicks
+    from napari_mito_wda.core.data.synthetic import SOURCE, Domain
+    from napari_mito_wda.core.engine.device import pick_device
+    from napari_mito_wda.core.engine.segment import segment_volume
+    from napari_mito_wda.core.evaluation.metrics import evaluate_volume
+    from napari_mito_wda.core.training.pretrain import class_prototypes
+    from napari_mito_wda.core.training.supervised import FitSettings, fit
 
     torch.manual_seed(0)
     dev = pick_device("cpu", precision="fp32")
@@ -145,15 +145,15 @@ def test_short_adaptation_beats_the_source_model_on_shifted_synthetic_data():
 
 
 def test_source_batches_can_leave_running_batchnorm_statistics_alone():
-    from napari_mito_wda.core.adapt import _frozen_bn_stats
+    from napari_mito_wda.core.adapt import frozen_bn_stats
 
     model = MultiTaskUNet(ModelConfig(base=4, depth=2)).train()
     bn = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)][0]
     before = bn.running_mean.clone()
-    with _frozen_bn_stats(model, True):
+    with frozen_bn_stats(model, True):
         model(torch.rand(2, 1, 32, 32) * 5)
     assert torch.equal(before, bn.running_mean) and bn.momentum == 0.1
-    with _frozen_bn_stats(model, False):
+    with frozen_bn_stats(model, False):
         model(torch.rand(2, 1, 32, 32) * 5)
     assert not torch.equal(before, bn.running_mean)
 
@@ -176,9 +176,9 @@ def test_detector_is_trusted_only_where_it_finds_the_clicks():
 
 
 def test_detector_trust_is_judged_once_on_the_starting_model(setup):
-    from napari_mito_wda.core.adapt import _predict_slices
-    from napari_mito_wda.core.device import pick_device
-    from napari_mito_wda.core.io import normalize_slice
+    from napari_mito_wda.core.adapt import predict_slices
+    from napari_mito_wda.core.data.io import normalize_slice
+    from napari_mito_wda.core.engine.device import pick_device
 
     img, _, loaded, source, _ = setup
     with torch.no_grad():  # an untrained detector is ReLU-dead: lift it so its heat varies over the image
@@ -186,7 +186,7 @@ def test_detector_trust_is_judged_once_on_the_starting_model(setup):
     # No AdaBN and no training steps: the heatmap is the same in every round, only the clicks move,
     # from where the detector is coldest (round 1) to where it is hottest (round 2).
     images = [normalize_slice(s) for s in img]  # as adapt() sees them (downsample 1)
-    _, heat = _predict_slices(loaded.model, images, [1], pick_device("cpu"))
+    _, heat = predict_slices(loaded.model, images, [1], pick_device("cpu"))
     win = ndi.maximum_filter(heat[0], size=7)
     cold, hot = np.unravel_index(win.argmin(), win.shape), np.unravel_index(win.argmax(), win.shape)
     assert win[hot] > win[cold]
@@ -285,13 +285,13 @@ def test_slices_clicked_mid_run_are_vetoed_by_the_starting_model_not_the_trained
     dev = pick_device("cpu")
     images = [normalize_slice(s) for s in img]
     start = copy.deepcopy(loaded.model)
-    prob, _ = _predict_slices(loaded.model, images, [0], dev)
+    prob, _ = predict_slices(loaded.model, images, [0], dev)
     held = StartingProbability(loaded.model, images, [0], prob, dev)
     with torch.no_grad():  # the model being adapted moves on: here its segmentation now calls everything mito
         loaded.model.seg_head.bias.fill_(50.0)
     held.cover([0, 2])
-    np.testing.assert_allclose(held[2], _predict_slices(start, images, [2], dev)[0][0], atol=1e-6)
-    assert held[2].mean() < 0.99 and _predict_slices(loaded.model, images, [2], dev)[0].min() > 0.99
+    np.testing.assert_allclose(held[2], predict_slices(start, images, [2], dev)[0][0], atol=1e-6)
+    assert held[2].mean() < 0.99 and predict_slices(loaded.model, images, [2], dev)[0].min() > 0.99
     assert set(held) == {0, 2}
     with pytest.raises(RuntimeError, match="later_slices"):
         StartingProbability(loaded.model, images, [0], prob, dev, later_slices=False).cover([1])
@@ -328,7 +328,7 @@ def test_the_final_prediction_is_that_of_the_returned_model(setup, late_click):
             current["pts"] = clicks  # a click on slice 2, which no round has labelled yet
     final = reports[-1].prediction
     assert final["slices"] == ([0, 1, 2] if late_click else [0, 1])
-    prob, heat = _predict_slices(loaded.model, [normalize_slice(img[z]) for z in range(3)],
+    prob, heat = predict_slices(loaded.model, [normalize_slice(img[z]) for z in range(3)],
                                  final["slices"], pick_device("cpu"))
     np.testing.assert_allclose(final["prob"], prob, atol=1e-5)
     np.testing.assert_allclose(final["heat"], heat, atol=1e-5)

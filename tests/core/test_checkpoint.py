@@ -3,10 +3,10 @@ import pickle
 import pytest
 import torch
 
-from napari_mito_wda.core.checkpoint import (
+from napari_mito_wda.core.data.checkpoint import (
     CheckpointError, default_model_path, load_checkpoint, save_checkpoint,
 )
-from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
+from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 
 
 def _out(model, x):

@@ -10,17 +10,17 @@ import pytest
 import torch
 import zarr
 
-from napari_mito_wda.core import alloc, chunked
-from napari_mito_wda.core.checkpoint import load_checkpoint, save_checkpoint
-from napari_mito_wda.core.chunked import ChunkSettings, read_labels, segment_to_zarr
-from napari_mito_wda.core.device import DeviceInfo
-from napari_mito_wda.core.inference import predict_volume
-from napari_mito_wda.core.instances import instances_volume
-from napari_mito_wda.core.io import InputError, normalize_slices
-from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
-from napari_mito_wda.core.runner import WORKER_MALLOC_ENV, ClusterSettings, Runner
-from napari_mito_wda.core.synthetic import make_volume
-from napari_mito_wda.core.tiling import predict_exact
+from napari_mito_wda.core.data.checkpoint import load_checkpoint, save_checkpoint
+from napari_mito_wda.core.data.io import InputError, normalize_slices
+from napari_mito_wda.core.data.synthetic import make_volume
+from napari_mito_wda.core.engine.device import DeviceInfo
+from napari_mito_wda.core.engine.inference import predict_volume
+from napari_mito_wda.core.engine.instances import instances_volume
+from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
+from napari_mito_wda.core.engine.tiling import predict_exact
+from napari_mito_wda.core.volumes import alloc, chunked
+from napari_mito_wda.core.volumes.chunked import ChunkSettings, read_labels, segment_to_zarr
+from napari_mito_wda.core.volumes.runner import WORKER_MALLOC_ENV, ClusterSettings, Runner
 
 from .test_stitching import same_partition
 
@@ -170,7 +170,7 @@ def test_on_a_dask_cluster_with_the_model_shipped_once(tiny, tmp_path):
                               cluster=ClusterSettings(scheduler=cluster.scheduler_address))
         with Client(cluster.scheduler_address) as client:
             builds = client.run(lambda: chunked.MODEL_BUILDS["count"])
-            tuned = client.run(lambda: __import__("napari_mito_wda.core.alloc", fromlist=["_STATE"])._STATE["ok"])
+            tuned = client.run(lambda: __import__("napari_mito_wda.core.volumes.alloc", fromlist=["_STATE"])._STATE["ok"])
     assert list(builds.values()) == [1]  # 18 chunks on two threads, one model built on the worker
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert list(tuned.values()) == [True]  # a worker started without our environment: mallopt in the task
@@ -203,8 +203,8 @@ def test_local_cluster_workers_get_the_malloc_environment():
 
 @pytest.mark.skipif(not (sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"), reason="glibc only")
 def test_malloc_settings_take_effect_on_glibc():
-    code = "from napari_mito_wda.core.alloc import keep_memory_for_inference as k; print(k(), k())"
-    src = os.path.dirname(os.path.dirname(os.path.dirname(alloc.__file__)))  # this checkout's package
+    code = "from napari_mito_wda.core.volumes.alloc import keep_memory_for_inference as k; print(k(), k())"
+    src = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(alloc.__file__))))  # this checkout's package
     env = os.environ | {"PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert out.stdout.split() == ["True", "True"]
@@ -223,7 +223,7 @@ class Recording:
 
 
 def test_reads_are_bounded_by_chunk_plus_halo(tiny, tmp_path):
-    from napari_mito_wda.core.tiling import working_halo
+    from napari_mito_wda.core.engine.tiling import working_halo
 
     ckpt, image, prob = tiny[:3]
     big = np.concatenate([image] * 2, axis=2)  # (3, 120, 272): 2 x 3 x 5 chunks

@@ -9,9 +9,9 @@ import pytest
 import tifffile
 
 from napari_mito_wda.cli import main
+from napari_mito_wda.core.data.io import read_volume, write_labels_tiff
+from napari_mito_wda.core.data.synthetic import make_volume
 from napari_mito_wda.sample import sample_paths
-from napari_mito_wda.core.io import read_volume, write_labels_tiff
-from napari_mito_wda.core.synthetic import make_volume
 
 
 @pytest.fixture
@@ -96,7 +96,7 @@ def test_module_entry_point_and_version():
 
 
 def test_adapt_writes_a_checkpoint_that_records_its_settings(adaptable_model_file, tmp_path):
-    from napari_mito_wda.core.checkpoint import load_checkpoint
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
 
     img, inst = make_volume((4, 96, 96), n_objects=6, seed=3)
     tifffile.imwrite(tmp_path / "em.tif", img)
@@ -120,7 +120,7 @@ def test_adapt_writes_a_checkpoint_that_records_its_settings(adaptable_model_fil
 
 
 def test_adapt_without_clicks_runs_unsupervised_and_says_so(adaptable_model_file, tmp_path, capsys):
-    from napari_mito_wda.core.checkpoint import load_checkpoint
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
 
     img, _ = make_volume((3, 96, 96), n_objects=6, seed=4)
     tifffile.imwrite(tmp_path / "em.tif", img, photometric="minisblack")  # 3 planes are not RGB

@@ -5,9 +5,9 @@ import pytest
 import zarr
 
 from napari_mito_wda.cli import main
-from napari_mito_wda.core.chunked import read_labels
-from napari_mito_wda.core.io import read_volume
-from napari_mito_wda.core.synthetic import make_volume
+from napari_mito_wda.core.data.io import read_volume
+from napari_mito_wda.core.data.synthetic import make_volume
+from napari_mito_wda.core.volumes.chunked import read_labels
 
 
 @pytest.fixture

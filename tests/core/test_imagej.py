@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from napari_mito_wda.core.io import write_labels_tiff
+from napari_mito_wda.core.data.io import write_labels_tiff
 
 MACRO = """
 open(getArgument());

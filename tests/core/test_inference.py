@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mito_wda.core.device import DeviceInfo, pick_device
-from napari_mito_wda.core.inference import predict_slice, predict_volume, predict_working
-from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
+from napari_mito_wda.core.engine.device import DeviceInfo, pick_device
+from napari_mito_wda.core.engine.inference import predict_slice, predict_volume, predict_working
+from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 
 CPU32 = DeviceInfo(torch.device("cpu"), None, 1)
 

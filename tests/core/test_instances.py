@@ -1,7 +1,7 @@
 import numpy as np
 
-from napari_mito_wda.core.instances import instances_2d, instances_volume, link_slices
-from napari_mito_wda.core.targets import centre_heatmap
+from napari_mito_wda.core.engine.instances import instances_2d, instances_volume, link_slices
+from napari_mito_wda.core.training.targets import centre_heatmap
 
 
 def _two_touching_disks():

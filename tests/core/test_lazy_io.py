@@ -8,8 +8,8 @@ import pytest
 import tifffile
 import zarr
 
-from napari_mito_wda.core.io import InputError
-from napari_mito_wda.core.lazy_io import open_volume
+from napari_mito_wda.core.data.io import InputError
+from napari_mito_wda.core.volumes.lazy_io import open_volume
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_mito_wda.core.live import TRUSTED_MITO, UNSURE, current_preview, nearest_slices, preview_slices
+from napari_mito_wda.core.adapt import TRUSTED_MITO, UNSURE, current_preview, nearest_slices, preview_slices
 
 
 def test_nearest_slices_prefers_the_view():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mito_wda.core.losses import (
+from napari_mito_wda.core.adapt.losses import (
     build_prototypes,
     class_focused_contrastive,
     cosine_kmeans,

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from napari_mito_wda.core.io import InputError
-from napari_mito_wda.core.points import points_by_slice, read_points, validate_points
+from napari_mito_wda.core.adapt.points import points_by_slice, read_points, validate_points
+from napari_mito_wda.core.data.io import InputError
 
 
 def test_valid_3d_points_pass_unchanged_and_z_snaps_to_its_slice():
@@ -125,7 +125,7 @@ def test_points_by_slice_groups_rounded_z():
 
 
 def test_simulated_clicks_follow_the_benchmark_protocol():
-    from napari_mito_wda.core.points import simulate_clicks
+    from napari_mito_wda.core.adapt.points import simulate_clicks
 
     lab = np.zeros((2, 40, 60), np.uint8)
     for i in range(10):                      # 10 objects on slice 0 (5x5 squares)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_mito_wda.core.pseudo_labels import (
+from napari_mito_wda.core.adapt.pseudo_labels import (
     budget_anchor,
     instance_aware_pseudo_labels,
     pixel_confidence_pseudo_labels,

@@ -3,8 +3,8 @@
 import numpy as np
 import tifffile
 
-from napari_mito_wda.core.metrics import evaluate_volume
-from napari_mito_wda.core.segment import segment_volume
+from napari_mito_wda.core.engine.segment import segment_volume
+from napari_mito_wda.core.evaluation.metrics import evaluate_volume
 
 from .conftest import SHARED, needs_shared
 

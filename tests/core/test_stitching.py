@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_mito_wda.core.instances import instances_volume
-from napari_mito_wda.core.stitching import instances_in_chunks
+from napari_mito_wda.core.engine.instances import instances_volume
+from napari_mito_wda.core.volumes.stitching import instances_in_chunks
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -59,7 +59,7 @@ def test_objects_across_faces_and_corners_match_in_memory():
 
 
 def test_synthetic_em_like_objects(rng):
-    from napari_mito_wda.core.synthetic import make_volume
+    from napari_mito_wda.core.data.synthetic import make_volume
 
     _, labels = make_volume((4, 120, 150), n_objects=25, seed=2)
     prob = ndi.gaussian_filter((labels > 0).astype(np.float32), (0, 1, 1))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from napari_mito_wda.core.synthetic import SOURCE, TARGET, Domain, make_pair, make_slice, make_volume
+from napari_mito_wda.core.data.synthetic import SOURCE, TARGET, Domain, make_pair, make_slice, make_volume
 
 SHAPE = (8, 96, 96)
 

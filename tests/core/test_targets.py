@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_mito_wda.core.targets import centre_heatmap, count_estimate, instance_centres, peak_mass
+from napari_mito_wda.core.training.targets import centre_heatmap, count_estimate, instance_centres, peak_mass
 
 
 def test_centres_of_components_drop_tiny_ones():

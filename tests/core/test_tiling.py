@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_mito_wda.core.device import DeviceInfo
-from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
-from napari_mito_wda.core.tiling import predict_exact, predict_region, receptive_radius, reflect_index, working_halo
+from napari_mito_wda.core.engine.device import DeviceInfo
+from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
+from napari_mito_wda.core.engine.tiling import predict_exact, predict_region, receptive_radius, reflect_index, working_halo
 
 CPU32 = DeviceInfo(torch.device("cpu"), None, 1)
 
@@ -68,7 +68,7 @@ def test_regions_equal_the_whole_slice(downsample, rng):
 
 def test_halo_is_what_makes_it_exact(rng, monkeypatch):
     """With the halo cut to a quarter, chunk borders show: the equality above is not luck."""
-    import napari_mito_wda.core.tiling as tiling
+    import napari_mito_wda.core.engine.tiling as tiling
 
     torch.manual_seed(3)
     model = _alive(MultiTaskUNet(ModelConfig(base=4, depth=2, downsample=1)))
@@ -81,8 +81,8 @@ def test_halo_is_what_makes_it_exact(rng, monkeypatch):
 
 def test_equals_the_default_path_when_a_slice_fits_one_tile(rng):
     """Slices up to one in-memory tile: the chunkable definition is the default prediction itself."""
-    from napari_mito_wda.core.inference import predict_slice
-    from napari_mito_wda.core.io import normalize_slice
+    from napari_mito_wda.core.data.io import normalize_slice
+    from napari_mito_wda.core.engine.inference import predict_slice
 
     torch.manual_seed(3)
     model = _alive(MultiTaskUNet(ModelConfig(base=4, depth=2, downsample=2)))

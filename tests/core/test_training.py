@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_mito_wda.core.checkpoint import load_checkpoint
-from napari_mito_wda.core.model import ModelConfig, MultiTaskUNet
-from napari_mito_wda.core.pretrain import pretrain
-from napari_mito_wda.core.synthetic import SOURCE, make_volume
-from napari_mito_wda.core.training import FitSettings, fit, prepare_slices, seg_loss
+from napari_mito_wda.core.data.checkpoint import load_checkpoint
+from napari_mito_wda.core.data.synthetic import SOURCE, make_volume
+from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
+from napari_mito_wda.core.training.pretrain import pretrain
+from napari_mito_wda.core.training.supervised import FitSettings, fit, prepare_slices, seg_loss
 
 
 def test_seg_loss_ignores_255_and_rewards_right_answers():
@@ -64,7 +64,7 @@ def test_pretrain_writes_a_loadable_checkpoint_and_card(tmp_path):
 
 
 def test_crops_never_turn_ignored_borders_into_foreground():
-    from napari_mito_wda.core.training import IGNORE, crop_sample
+    from napari_mito_wda.core.training.supervised import IGNORE, crop_sample
 
     rng = np.random.default_rng(0)
     img = np.random.default_rng(1).random((64, 64)).astype(np.float32)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ..engine.model import ModelConfig, MultiTaskUNet
 from .io import atomic_write
-from .model import ModelConfig, MultiTaskUNet
 
 FORMAT = "napari-mito-wda/checkpoint"
 FORMAT_VERSION = 1
@@ -121,7 +121,7 @@ def load_checkpoint(path: str | os.PathLike | None = None, device: torch.device 
 def load_model(path: str | os.PathLike | None = None, device=None) -> LoadedModel:
     """Same as load_checkpoint, onto the best available device when none is given."""
     if device is None:
-        from .device import pick_device
+        from ..engine.device import pick_device
 
         device = pick_device().device
     return load_checkpoint(path, device=device)

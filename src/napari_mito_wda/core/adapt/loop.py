@@ -28,16 +28,16 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from .checkpoint import LoadedModel
-from .device import DeviceInfo, pick_device
-from .inference import predict_working, to_working
-from .io import normalize_slice, validate_image
+from ..data.checkpoint import LoadedModel
+from ..data.io import normalize_slice, validate_image
+from ..engine.device import DeviceInfo, pick_device
+from ..engine.inference import predict_working, to_working
+from ..training.supervised import IGNORE, SlicePlanes, crop_sample, sample_batch, seg_loss
+from ..training.targets import centre_heatmap, count_estimate, instance_centres
 from .losses import build_prototypes, class_focused_contrastive, detection_weights, partial_weighted_mse
 from .points import points_by_slice, validate_points
 from .pseudo_labels import (budget_anchor, instance_aware_pseudo_labels, pixel_confidence_pseudo_labels,
                             ratio_schedule, spare_background_near)
-from .targets import centre_heatmap, count_estimate, instance_centres
-from .training import IGNORE, SlicePlanes, crop_sample, sample_batch, seg_loss
 
 
 @dataclass
@@ -205,7 +205,7 @@ def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.nda
     return float(agree if n_clicks == 0 else 0.5 * agree + 0.5 * centred / n_clicks)
 
 
-def _predict_slices(model, images: list[np.ndarray], zs: list[int], dev: DeviceInfo):
+def predict_slices(model, images: list[np.ndarray], zs: list[int], dev: DeviceInfo):
     model.eval()
     probs, heats = [], []
     for z in zs:
@@ -234,7 +234,7 @@ class StartingProbability(dict):
         if new:
             if self._frozen is None:
                 raise RuntimeError("made without later_slices: cannot predict new slices")
-            self.update(zip(new, _predict_slices(self._frozen, self._images, new, self._dev)[0]))
+            self.update(zip(new, predict_slices(self._frozen, self._images, new, self._dev)[0]))
 
 
 def heat_at_clicks(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int], radius: int = 3) -> float | None:
@@ -307,7 +307,7 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
 
 
 @contextlib.contextmanager
-def _frozen_bn_stats(model: torch.nn.Module, active: bool):
+def frozen_bn_stats(model: torch.nn.Module, active: bool):
     """Source batches still normalise with their own batch statistics but leave the running ones alone."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)] if active else []
     saved = [m.momentum for m in bns]
@@ -424,7 +424,7 @@ def adapt(
     zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist()) | set(clicks_w))
     rounds = [("stage1", r) for r in range(s.stage1_rounds)] + [("stage2", r + 1) for r in range(s.stage2_rounds)]
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
-    prob, heat = _predict_slices(model, images, zs, dev)
+    prob, heat = predict_slices(model, images, zs, dev)
     source_prob = (StartingProbability(model, images, zs, prob, dev, later_slices=get_clicks is not None)
                    if s.source_veto is not None else None)
     best_score, best_state = selection_score(prob, heat, clicks_w, zs), copy.deepcopy(model.state_dict())
@@ -446,7 +446,7 @@ def adapt(
             zs = sorted(set(zs) | set(clicks_w))
             if source_prob is not None:
                 source_prob.cover(zs)
-        prob, heat = _predict_slices(model, images, zs, dev)
+        prob, heat = predict_slices(model, images, zs, dev)
         score = selection_score(prob, heat, clicks_w, zs)
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
         if score > best_score or s.selection == "last":
@@ -491,7 +491,7 @@ def adapt(
             # The source losses stay in stage 2 as well: without them (the authors' stage 2) Lucchi scored lower.
             losses = {}
             xs, ys, hs = sample_batch(rng, src, s.source_batch, s.crop, s.augment)
-            with dev.autocast(), _frozen_bn_stats(model, s.target_bn_stats):
+            with dev.autocast(), frozen_bn_stats(model, s.target_bn_stats):
                 out_s = model(xs.to(dev.device).contiguous(memory_format=torch.channels_last))
             losses["src_seg"] = seg_loss(out_s["seg"].float(), ys.to(dev.device))
             losses["src_det"] = F.mse_loss(out_s["det"].float(), hs.to(dev.device))
@@ -531,7 +531,7 @@ def adapt(
     model.eval()
     pred = best_pred
     if pred["slices"] != list(zs):  # clicks on new slices came in after the kept model's prediction
-        prob, heat = _predict_slices(model, images, zs, dev)
+        prob, heat = predict_slices(model, images, zs, dev)
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
                       score=selection_score(pred["prob"], pred["heat"], clicks_w, zs), best_score=best_score,
@@ -543,8 +543,8 @@ def adapt(
 def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.ndarray | None, last: AdaptReport | None,
                  image_path: str | None = None, overwrite: bool = False):
     """Write the adapted model with its provenance (source model, clicks, settings, progress)."""
-    from .checkpoint import save_checkpoint
-    from .provenance import provenance
+    from ..data.checkpoint import save_checkpoint
+    from ..data.provenance import provenance
 
     meta = dict(loaded.meta)
     history = list(meta.get("adaptations", []))

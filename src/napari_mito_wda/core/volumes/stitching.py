@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from .instances import instances_2d
+from ..engine.instances import instances_2d
 
 INSTANCE_DEFAULTS = {"threshold": 0.5, "min_size": 64, "peak_threshold": 0.5, "min_distance": 9}
 

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.io import normalize_slice
+from ..engine.device import DeviceInfo, pick_device
+from ..engine.inference import predict_working, to_working
+from ..engine.model import ModelConfig, MultiTaskUNet
 from .augment import dihedral, intensity, random_crop
-from .device import DeviceInfo, pick_device
-from .inference import predict_working, to_working
-from .io import normalize_slice
-from .model import ModelConfig, MultiTaskUNet
 from .targets import centre_heatmap, instance_centres
 
 IGNORE = 255

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError, _imagej_spacing
+from ..data.io import InputError, _imagej_spacing
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIXES = (".zarr", ".zr", ".ome.zarr")

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 # glibc malloc settings for worker processes (read by the C library when a process starts; see
-# core/alloc.py): large blocks from one heap that is not trimmed, instead of dask's default
+# core/volumes/alloc.py): large blocks from one heap that is not trimmed, instead of dask's default
 # MALLOC_TRIM_THRESHOLD_=65536, under which every network activation is mmap-ed and page-faulted anew.
 WORKER_MALLOC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(1 << 30)}
 

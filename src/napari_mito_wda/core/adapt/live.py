@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .instances import instances_2d
+from ..engine.instances import instances_2d
 from .pseudo_labels import IGNORE, pixel_confidence_pseudo_labels
 
 # Values of the "trusted" map shown to the user (a Labels layer): what the model is sure about.
@@ -55,7 +55,7 @@ def preview_slices(prediction: dict, shape_yx: tuple[int, int], zs, t_trust: flo
     prediction: an AdaptReport.prediction; zs must be among prediction["slices"].
     instance_kw goes to instances_2d (threshold, min_size, ...), as in segment_volume.
     """
-    from .inference import to_full
+    from ..engine.inference import to_full
 
     index = {int(z): k for k, z in enumerate(prediction["slices"])}
     shape_yx = (int(shape_yx[0]), int(shape_yx[1]))
@@ -75,7 +75,7 @@ def current_preview(model, image_2d: np.ndarray, z: int, dev=None, with_maps: bo
     Predicts in eval mode (BatchNorm running statistics used, not updated; no gradients) and puts the
     network back in the mode it was in, so the training loop goes on unaffected.
     """
-    from .inference import predict_slice
+    from ..engine.inference import predict_slice
 
     was_training = model.training
     model.eval()

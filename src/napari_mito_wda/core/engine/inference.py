@@ -12,8 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.io import normalize_slice, validate_image
 from .device import DeviceInfo, pick_device
-from .io import normalize_slice, validate_image
 from .model import MultiTaskUNet
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from .targets import instance_centres
+from ..training.targets import instance_centres
 
 IGNORE = 255
 _EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity, as targets.instance_centres

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checkpoint import LoadedModel, load_model
+from ..data.checkpoint import LoadedModel, load_model
+from ..data.io import labels_dtype, validate_image
 from .device import DeviceInfo, pick_device
 from .inference import predict_volume
 from .instances import instances_volume
-from .io import labels_dtype, validate_image
 
 
 @dataclass

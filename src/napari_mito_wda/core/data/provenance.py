@@ -35,6 +35,6 @@ def machine() -> str:
 
 
 def provenance() -> dict:
-    from .. import __version__
+    from ... import __version__
 
     return {"plugin_version": __version__, "commit": git_commit(), "date": now_iso(), "machine": machine()}

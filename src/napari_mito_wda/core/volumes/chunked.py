@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.io import InputError, apply_range, intensity_range, sample_strides
 from .alloc import keep_memory_for_inference
-from .io import InputError, apply_range, intensity_range, sample_strides
 from .lazy_io import LazyVolume, open_volume
 from .runner import ClusterSettings, Runner
 from .stitching import INSTANCE_DEFAULTS, ChunkInstances, chunk_instances, stitch, window_box
@@ -126,7 +126,7 @@ class TaskContext:
     settings: ChunkSettings
     torch_threads: int | None
     norm: np.ndarray | None = None  # (Z, 2) per-slice intensity range
-    client_pid: int = 0  # tasks in another process (a worker) tune its allocator (core/alloc.py)
+    client_pid: int = 0  # tasks in another process (a worker) tune its allocator (core/volumes/alloc.py)
 
 
 _MODELS: dict = {}
@@ -143,8 +143,8 @@ def _model_on_worker(payload: ModelPayload, settings: ChunkSettings):
 def _build_model(key, payload: ModelPayload, settings: ChunkSettings):
     import torch
 
-    from .device import pick_device
-    from .model import ModelConfig, MultiTaskUNet
+    from ..engine.device import pick_device
+    from ..engine.model import ModelConfig, MultiTaskUNet
 
     dev = pick_device(settings.device, settings.precision)
     model = MultiTaskUNet(ModelConfig.from_dict(payload.config))
@@ -218,7 +218,7 @@ def _check_finite(arr: np.ndarray, src: LazyVolume, z0: int) -> None:
 
 
 def _predict_task(i: int, ctx: TaskContext, payload: ModelPayload) -> int:
-    from .tiling import predict_region
+    from ..engine.tiling import predict_region
 
     if _is_done(ctx.work, "predict", i):  # a retried or resubmitted task after a worker loss
         return i
@@ -289,7 +289,7 @@ def _payload(model) -> tuple[ModelPayload, dict]:
     """(payload, description) from a path, None (shipped model) or a LoadedModel."""
     import hashlib
 
-    from .checkpoint import LoadedModel, file_sha256, load_checkpoint
+    from ..data.checkpoint import LoadedModel, file_sha256, load_checkpoint
 
     loaded = model if isinstance(model, LoadedModel) else load_checkpoint(model, device="cpu")
     state = {k: v.detach().cpu() for k, v in loaded.model.state_dict().items()}

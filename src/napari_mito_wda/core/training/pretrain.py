@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import file_sha256, save_checkpoint
-from .device import pick_device
-from .inference import predict_volume
-from .instances import instances_volume
-from .io import InputError, read_volume, write_json
-from .model import ModelConfig, MultiTaskUNet, count_parameters
-from .provenance import provenance
-from .training import FitSettings, SlicePlanes, fit, prepare_slices
+from ..data.checkpoint import file_sha256, save_checkpoint
+from ..data.io import InputError, read_volume, write_json
+from ..data.provenance import provenance
+from ..engine.device import pick_device
+from ..engine.inference import predict_volume
+from ..engine.instances import instances_volume
+from ..engine.model import ModelConfig, MultiTaskUNet, count_parameters
+from .supervised import FitSettings, SlicePlanes, fit, prepare_slices
 
 
 def replay_set(data: SlicePlanes, n: int, crop: int, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -102,7 +102,7 @@ def pretrain(
     val = prepare_slices(vol.data[n - holdout :], lab.data[n - holdout :], config.downsample, settings.sigma) if holdout else None
     start_card = None
     if init is not None:
-        from .checkpoint import load_checkpoint
+        from ..data.checkpoint import load_checkpoint
 
         start = load_checkpoint(init)
         model, config = start.model.train(), ModelConfig.from_dict(start.config)
@@ -122,7 +122,7 @@ def pretrain(
     wall = time.perf_counter() - t0
     metrics = {}
     if holdout:
-        from .metrics import evaluate_volume
+        from ..evaluation.metrics import evaluate_volume
 
         prob, heat = predict_volume(model, vol.data[n - holdout :], dev)
         inst = instances_volume(prob, heat)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import InputError
+from ..data.io import InputError
 
 # Two clicks on the same slice closer than this (pixels) are one intended click: a double click, or a
 # re-click after a missed one. Real mitochondria centres are much further apart than 2 px.

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from .targets import centre_heatmap
+from ..training.targets import centre_heatmap
 
 IGNORE = 255
 BG, MITO = 0, 1
