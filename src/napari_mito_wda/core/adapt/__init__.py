@@ -1,15 +1,24 @@
-"""The weakly supervised domain adaptation of arXiv 2510.16450 from sparse centre clicks: the clicks
-(read, checked, simulated), the losses (partial detection, class-focused contrastive), the
-instance-aware pseudo-labels, the ``adapt`` loop with its settings, and the live previews the widget
-shows while it trains.
+"""The weakly supervised domain adaptation of arXiv 2510.16450 from sparse centre clicks.
+
+The ``adapt`` generator (loop) with its settings and reports (settings); what each self-training round
+trains on (rounds: pseudo-labels, detection targets, batches, prototypes) and its parts: the clicks
+(points: read, checked, simulated), the instance-aware pseudo-labels (pseudo_labels), the losses
+(partial detection, class-focused contrastive), AdaBN and the BatchNorm statistics (batchnorm), the
+label-free model selection and detector check (selection), the predictions of the labelled slices
+(predict), the replay set and the adapted checkpoint (saving); and the live previews the widget shows
+while it trains (live).
 """
 
 from .._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    ".loop": ["AdaptSettings", "AdaptReport", "TargetRound", "adapt", "save_adapted", "replay_planes", "adabn",
-              "frozen_bn_stats", "selection_score", "predict_slices", "StartingProbability", "heat_at_clicks",
-              "detector_trusted", "build_round", "naive_click_labels"],
+    ".settings": ["AdaptSettings", "AdaptReport"],
+    ".loop": ["adapt"],
+    ".rounds": ["TargetRound", "build_round", "naive_click_labels", "target_batch", "round_prototypes"],
+    ".selection": ["selection_score", "heat_at_clicks", "detector_trusted"],
+    ".predict": ["predict_slices", "StartingProbability"],
+    ".batchnorm": ["adabn", "frozen_bn_stats"],
+    ".saving": ["save_adapted", "replay_planes"],
     ".points": ["validate_points", "read_points", "points_by_slice", "innermost_point", "simulate_clicks"],
     ".losses": ["partial_weighted_mse", "detection_weights", "class_focused_contrastive", "cosine_kmeans",
                 "build_prototypes"],

@@ -15,372 +15,30 @@ Zero clicks (UDA) runs the same path.
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage as ndi
 
 from ..data.checkpoint import LoadedModel
 from ..data.io import normalize_slice, validate_image
 from ..engine.device import DeviceInfo, pick_device
-from ..engine.inference import predict_working, to_working
-from ..training.supervised import IGNORE, SlicePlanes, crop_sample, sample_batch, seg_loss
-from ..training.targets import centre_heatmap, count_estimate, instance_centres
-from .losses import build_prototypes, class_focused_contrastive, detection_weights, partial_weighted_mse
+from ..engine.inference import to_working
+from ..training.supervised import SlicePlanes, sample_batch, seg_loss
+from ..training.targets import count_estimate
+from .batchnorm import adabn, frozen_bn_stats
+from .losses import class_focused_contrastive, partial_weighted_mse
 from .points import points_by_slice, validate_points
-from .pseudo_labels import (budget_anchor, instance_aware_pseudo_labels, pixel_confidence_pseudo_labels,
-                            ratio_schedule, spare_background_near)
-
-
-@dataclass
-class AdaptSettings:
-    """The paper's method, its ablation switches and the settings that earned their place.
-
-    Every default was measured on VNC III -> Lucchi (docs/benchmarks.md); the options that measured no
-    gain were removed (docs/journal.md, "Options removed in wave 2").
-    """
-
-    minutes: float = 8.0             # wall-clock budget of the whole adaptation
-    max_iters: int | None = None     # or a budget in iterations (whichever comes first)
-    stage1_rounds: int = 1           # rounds with target detection (+ contrastive) only
-    stage2_rounds: int = 5           # beat the authors' 2 (Lucchi 0.855 vs 0.836): fresher pseudo-labels
-    source_batch: int = 2
-    target_batch: int = 4
-    crop: int = 256                  # working-resolution pixels
-    lr: float = 5e-4
-    w_src_seg: float = 1.0
-    w_src_det: float = 5.0
-    w_tgt_det: float = 2.0
-    w_tgt_seg: float = 1.0
-    w_con: float = 0.1
-    t_s1: float = 0.9                # pseudo-label confidence threshold, stage 1 / stage 2
-    t_s2: float = 0.8
-    sigma: float = 6.0
-    augment: float = 1.0
-    # Switches for the ablation; the defaults are the full method.
-    cross_teaching: bool = True      # detection targets from pseudo-instance centroids (else clicks only)
-    contrastive: bool = True
-    pseudo: str = "ipl"              # "ipl", "pixel" (plain confidence) or "naive" (click disks; a baseline)
-    detection: bool = True           # detection head trained on the target and used to select instances
-    adabn: bool = True               # re-estimate BatchNorm statistics on the target once, at the start
-    # Settings that earned their place on Lucchi (the evidence: docs/journal.md, "Settings kept").
-    detector_trust: float = 0.5      # peaks select only if the start finds the clicks (bad peaks hurt)
-    target_bn_stats: bool = True     # only target batches update BN statistics (mixing undid AdaBN)
-    click_reach_z: int = 8           # a click spares background on slices this near: its object goes on
-    click_reach_radius: float = 12.0  # ... within this many working px of the click
-    source_veto: float | None = 0.5  # background only where the start, before AdaBN, gave p below this
-    source_veto_erode: int = 2       # ... shrunk by this many px first, so borders are still taught
-    click_fraction: float | None = None  # fraction of instances the user clicked, when known
-    label_slices: int = 40           # target slices (evenly spaced) pseudo-labelled per round
-    selection: str = "score"         # keep the model with the best label-free score, or "last"
-    report_every: int = 5
-    seed: int = 0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def preset(cls, name: str, **over) -> "AdaptSettings":
-        """"quick": minutes on a laptop CPU (default); "thorough": the authors' longer schedule (GPU)."""
-        if name == "quick":
-            base = cls()
-        elif name == "thorough":
-            base = cls(minutes=240, stage1_rounds=5, stage2_rounds=2, source_batch=4, target_batch=4,
-                       crop=256, label_slices=10_000, lr=2e-4)
-        else:
-            raise ValueError(f"unknown preset {name!r}; use 'quick' or 'thorough'")
-        return dataclasses.replace(base, **over)
-
-
-@dataclass
-class AdaptReport:
-    stage: str                       # "prepare", "label", "train", "done"
-    round: int
-    n_rounds: int
-    step: int
-    elapsed_s: float
-    budget_s: float
-    losses: dict = field(default_factory=dict)
-    it_per_s: float = 0.0
-    score: float | None = None       # label-free model-selection score of the latest prediction
-    best_score: float | None = None
-    n_clicks: int = 0
-    n_pseudo: int = 0                # pseudo-instances selected in this round
-    prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
-    message: str = ""
-    kept_step: int | None = None     # "done" only: the step whose model was kept; None = the starting model
-
-    @property
-    def eta_s(self) -> float:
-        return max(0.0, self.budget_s - self.elapsed_s)
-
-
-@dataclass
-class TargetRound:
-    """Everything the target losses need for one round, per labelled slice (working resolution)."""
-
-    z: list[int]
-    labels: list[np.ndarray]
-    det_targets: list[np.ndarray]
-    det_weights: list[np.ndarray]
-    conf: list[np.ndarray]
-
-
-def replay_planes(extras: dict, sigma: float) -> SlicePlanes:
-    """Source training planes from the replay set that ships inside a checkpoint."""
-    if "replay_images" not in extras:
-        raise ValueError("this model carries no source replay set; give labelled source data instead.")
-    planes = SlicePlanes()
-    for img, m in zip(extras["replay_images"].numpy(), extras["replay_masks"].numpy()):
-        planes.images.append(img.astype(np.float32) / 255.0)
-        planes.masks.append(m.astype(np.uint8))
-        planes.heats.append(centre_heatmap(m.shape, instance_centres(m == 1), sigma))
-    return planes
-
-
-@torch.no_grad()
-def adabn(model: torch.nn.Module, images: list[np.ndarray], dev: DeviceInfo, crop: int, n: int = 48, seed: int = 0) -> None:
-    """Replace BatchNorm running statistics by those of target crops (AdaBN); weights untouched."""
-    rng = np.random.default_rng(seed)
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the crops below
-    model.train()
-    for _ in range(max(1, n // 4)):
-        batch = []
-        for _ in range(4):
-            img = images[int(rng.integers(0, len(images)))]
-            h, w = img.shape
-            c = min(crop, h, w) // model.multiple * model.multiple
-            y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-            batch.append(img[y : y + c, x : x + c])
-        model(torch.from_numpy(np.stack(batch)[:, None]).to(dev.device).contiguous(memory_format=torch.channels_last))
-    for m in bns:
-        m.momentum = 0.1
-    model.eval()
-
-
-def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int],
-                    peak_thresh: float = 0.3) -> float:
-    """Label-free model score in [0, 1]: agreement of the two heads and how well the clicks are centred.
-
-    Agreement = fraction of foreground components that hold a detection peak, times the fraction of
-    peaks that lie on foreground. Centring = mean over the clicks of (distance to background at the
-    click) / (largest such distance in the click's component), 0 off the foreground: a click is a
-    centre, so a component that merges it with neighbours or spreads over the background scores low
-    (mere coverage rewarded a model that calls everything mitochondria). Without clicks the score is
-    the agreement alone.
-    """
-    hits = comps = peaks_on = peaks = 0
-    centred, n_clicks = 0.0, 0
-    for k, z in enumerate(zs):
-        fg = prob[k] > 0.5
-        lab, n = ndi.label(fg)
-        mx = ndi.maximum_filter(heat[k], size=5)
-        pk = (heat[k] == mx) & (heat[k] > peak_thresh)
-        comps += n
-        if n:
-            hits += len(np.unique(lab[pk & fg]))
-        peaks += int(pk.sum())
-        peaks_on += int((pk & fg).sum())
-        cz = clicks.get(z, np.zeros((0, 2)))
-        if len(cz):
-            dist = ndi.distance_transform_edt(fg)
-            deepest = ndi.maximum(dist, lab, np.arange(1, n + 1)) if n else []
-            for y, x in cz:
-                yi, xi = min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)
-                if lab[yi, xi]:
-                    centred += dist[yi, xi] / deepest[lab[yi, xi] - 1]
-                n_clicks += 1
-    agree = (hits / comps if comps else 0.0) * (peaks_on / peaks if peaks else 0.0)
-    return float(agree if n_clicks == 0 else 0.5 * agree + 0.5 * centred / n_clicks)
-
-
-def predict_slices(model, images: list[np.ndarray], zs: list[int], dev: DeviceInfo):
-    model.eval()
-    probs, heats = [], []
-    for z in zs:
-        logit, heat = predict_working(model, images[z], dev)
-        probs.append(1.0 / (1.0 + np.exp(-logit)))
-        heats.append(heat)
-    return np.stack(probs).astype(np.float32), np.stack(heats).astype(np.float32)
-
-
-class StartingProbability(dict):
-    """The starting model's probability by slice, for the source veto (see AdaptSettings.source_veto).
-
-    Slices that clicks added mid-run bring in are predicted by a frozen copy of the starting model: the
-    model being trained has moved on (AdaBN, training) and would veto what it now believes instead.
-    """
-
-    def __init__(self, model, images: list[np.ndarray], zs: list[int], prob: np.ndarray, dev: DeviceInfo,
-                 later_slices: bool = True):
-        super().__init__(zip(zs, prob))
-        self._frozen = copy.deepcopy(model) if later_slices else None
-        self._images, self._dev = images, dev
-
-    def cover(self, zs: list[int]) -> None:
-        """Predict the slices of `zs` not held yet."""
-        new = [z for z in zs if z not in self]
-        if new:
-            if self._frozen is None:
-                raise RuntimeError("made without later_slices: cannot predict new slices")
-            self.update(zip(new, predict_slices(self._frozen, self._images, new, self._dev)[0]))
-
-
-def heat_at_clicks(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int], radius: int = 3) -> float | None:
-    """Median over the clicks of the detector's largest heat within `radius` working px (None: no clicks)."""
-    vals = []
-    for k, z in enumerate(zs):
-        h, w = heat[k].shape
-        for y, x in clicks.get(z, ()):
-            yi, xi = int(round(float(y))), int(round(float(x)))
-            win = heat[k][max(0, yi - radius): min(h, yi + radius + 1), max(0, xi - radius): min(w, xi + radius + 1)]
-            if win.size:
-                vals.append(float(win.max()))
-    return float(np.median(vals)) if vals else None
-
-
-def detector_trusted(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int], s: AdaptSettings) -> bool:
-    """Whether detection peaks may select pseudo-instances this round (see AdaptSettings.detector_trust)."""
-    if not s.detection:
-        return False
-    at = heat_at_clicks(heat, clicks, zs)
-    return at is None or at >= s.detector_trust
-
-
-def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
-                use_detector: bool = True,
-                source_prob: dict[int, np.ndarray] | None = None) -> tuple[TargetRound, int]:
-    """Pseudo-labels, detection targets and weights of every labelled slice.
-
-    use_detector False: IPL keeps the clicked components only and the detector's heat vetoes no
-    background; the detector still learns from the selected instances' centres (cross-teaching).
-    source_prob: the starting model's probability by slice, for s.source_veto (slices without one are
-    not vetoed).
-    """
-    rnd = TargetRound([], [], [], [], [])
-    n_sel = 0
-    use = use_detector and s.detection
-    for k, z in enumerate(zs):
-        cz = clicks.get(z, np.zeros((0, 2), np.float32))
-        if s.pseudo == "ipl":
-            res = instance_aware_pseudo_labels(prob[k], heat[k] if use else np.zeros_like(heat[k]), cz,
-                                               ratio=ratio if use else 0.0, count=anchors[z], t_s=t_s)
-            label, centres = res.label, res.centres
-            if s.click_reach_z > 0:
-                near = [c for dz, c in clicks.items() if 0 < abs(dz - z) <= s.click_reach_z and len(c)]
-                if near:
-                    spare_background_near(label, np.concatenate(near), s.click_reach_radius)
-            if s.source_veto is not None and source_prob is not None and z in source_prob:
-                vetoed = source_prob[z] >= s.source_veto
-                if s.source_veto_erode > 0:
-                    vetoed = ndi.binary_erosion(vetoed, iterations=s.source_veto_erode)
-                label[(label == 0) & vetoed] = IGNORE
-            n_sel += res.n_selected
-        elif s.pseudo == "pixel":
-            label = pixel_confidence_pseudo_labels(prob[k], t_s)
-            centres = instance_centres(label == 1)
-            n_sel += len(centres)
-        else:  # "naive": disks at the clicks = mito, the model's confident background = background
-            label = naive_click_labels(prob[k], cz)
-            centres = cz
-            n_sel += len(cz)
-        det_centres = centres if s.cross_teaching else cz
-        target = centre_heatmap(label.shape, det_centres, s.sigma)
-        weight = detection_weights(heat[k], det_centres, cz, label.shape, s.sigma)
-        rnd.z.append(z)
-        rnd.labels.append(label)
-        rnd.det_targets.append(target)
-        rnd.det_weights.append(weight.astype(np.float32))
-        rnd.conf.append(np.abs(2 * prob[k] - 1).astype(np.float32))
-    return rnd, n_sel
-
-
-@contextlib.contextmanager
-def frozen_bn_stats(model: torch.nn.Module, active: bool):
-    """Source batches still normalise with their own batch statistics but leave the running ones alone."""
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)] if active else []
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, mom in zip(bns, saved):
-            m.momentum = mom
-
-
-def naive_click_labels(prob: np.ndarray, clicks: np.ndarray, radius: float = 10.0, bg_p: float = 0.05) -> np.ndarray:
-    """The baseline that failed in method.md's lessons: click disks = 1, p < bg_p = 0, else ignore."""
-    label = np.full(prob.shape, IGNORE, np.uint8)
-    label[prob < bg_p] = 0
-    yy, xx = np.ogrid[: prob.shape[0], : prob.shape[1]]
-    for y, x in clicks:
-        label[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = 1
-    return label
-
-
-def _target_batch(rng, images, rnd: TargetRound, batch: int, crop: int, augment: float):
-    imgs, labs, tg, wt, cf = [], [], [], [], []
-    for _ in range(batch):
-        k = int(rng.integers(0, len(rnd.z)))
-        img, lab, (t, w, c) = crop_sample(rng, images[rnd.z[k]], rnd.labels[k],
-                                          [rnd.det_targets[k], rnd.det_weights[k], rnd.conf[k]], crop, augment)
-        imgs.append(img)
-        labs.append(lab)
-        tg.append(t)
-        wt.append(w)
-        cf.append(c)
-    as_t = lambda xs: torch.from_numpy(np.stack(xs)[:, None])  # noqa: E731
-    return as_t(imgs), as_t(labs), as_t(tg), as_t(wt), as_t(cf)
-
-
-@torch.no_grad()
-def _prototypes(model, images, rnd: TargetRound, clicks, source_protos, dev: DeviceInfo, max_slices: int = 8):
-    """Class prototypes for the contrastive loss, refreshed once per round (detached)."""
-    model.eval()
-    mito, bg, clicked = [], [], []
-    for k in np.linspace(0, len(rnd.z) - 1, min(max_slices, len(rnd.z))).astype(int):
-        img = images[rnd.z[k]]
-        h, w = (s // model.multiple * model.multiple for s in img.shape)
-        emb = F.normalize(model(torch.from_numpy(img[:h, :w])[None, None].to(dev.device), with_proj=True)["proj"].float(), dim=1)[0]
-        stride = h // emb.shape[1]
-        lab = torch.from_numpy(rnd.labels[k][:h:stride, :w:stride].astype(np.int64)).to(dev.device)
-        mito.append(emb[:, lab == 1].T)
-        bg.append(emb[:, lab == 0].T)
-        cz = clicks.get(rnd.z[k])
-        if cz is not None and len(cz):
-            comp, _ = ndi.label(rnd.labels[k] == 1)
-            ids = {int(comp[min(int(y), comp.shape[0] - 1), min(int(x), comp.shape[1] - 1)]) for y, x in cz} - {0}
-            if ids:
-                sel = torch.from_numpy(np.isin(comp, list(ids))[:h:stride, :w:stride]).to(dev.device)
-                clicked.append(emb[:, sel].T)
-    mito_f = torch.cat(mito) if mito else None
-    bg_f = torch.cat(bg) if bg else None
-    mean = lambda f: F.normalize(f.mean(0), dim=0) if f is not None and len(f) else None  # noqa: E731
-    if mito_f is not None and not len(mito_f):
-        mito_f = None
-    if bg_f is not None and not len(bg_f):
-        bg_f = None
-    if bg_f is None or (mito_f is None and source_protos is None):
-        return None  # nothing confident yet: no contrastive term this round
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    return build_prototypes(
-        source_mito=source_protos[1].to(dev.device) if source_protos is not None else None,
-        target_click_mito=mean(torch.cat(clicked)) if clicked else None,
-        target_conf_mito=mean(mito_f), target_bg=mean(bg_f),
-        bg_feats=bg_f, mito_feats=mito_f, generator=gen,
-    )
+from .predict import StartingProbability, predict_slices
+from .pseudo_labels import budget_anchor, ratio_schedule
+from .rounds import build_round, round_prototypes, target_batch
+from .saving import replay_planes
+from .selection import detector_trusted, selection_score
+from .settings import AdaptReport, AdaptSettings
 
 
 def adapt(
@@ -469,7 +127,7 @@ def adapt(
             trusted = detector_trusted(heat, clicks_w, zs, s)
         rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s, use_detector=trusted,
                                  source_prob=source_prob)
-        protos = _prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
+        protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
@@ -496,7 +154,7 @@ def adapt(
             losses["src_seg"] = seg_loss(out_s["seg"].float(), ys.to(dev.device))
             losses["src_det"] = F.mse_loss(out_s["det"].float(), hs.to(dev.device))
             total = s.w_src_seg * losses["src_seg"] + s.w_src_det * losses["src_det"]
-            xt, yt, tt, wt, ct = (v.to(dev.device) for v in _target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment))
+            xt, yt, tt, wt, ct = (v.to(dev.device) for v in target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment))
             with dev.autocast():
                 out_t = model(xt.contiguous(memory_format=torch.channels_last), with_proj=s.contrastive)
             if s.detection:
@@ -538,24 +196,3 @@ def adapt(
                       n_clicks=n_clicks, prediction=pred, kept_step=kept_step,
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})")
-
-
-def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.ndarray | None, last: AdaptReport | None,
-                 image_path: str | None = None, overwrite: bool = False):
-    """Write the adapted model with its provenance (source model, clicks, settings, progress)."""
-    from ..data.checkpoint import save_checkpoint
-    from ..data.provenance import provenance
-
-    meta = dict(loaded.meta)
-    history = list(meta.get("adaptations", []))
-    history.append({
-        "from_model": loaded.path, "target_image": image_path, "settings": settings.to_dict(),
-        "n_clicks": 0 if clicks is None else int(len(clicks)),
-        "clicks_zyx": [] if clicks is None else np.asarray(clicks, float).round(2).tolist(),
-        "steps": last.step if last else 0, "elapsed_s": round(last.elapsed_s, 1) if last else 0.0,
-        "score": last.best_score if last else None, "finished": bool(last and last.message.startswith("finished")),
-    } | provenance())
-    meta["adaptations"] = history
-    meta["name"] = str(path)
-    extras = dict(loaded.extras)
-    return save_checkpoint(path, loaded.model, meta=meta, extras=extras, overwrite=overwrite)

@@ -1,0 +1,141 @@
+"""One self-training round's material: pseudo-labels, detection targets and weights of every labelled
+slice (build_round), the target batches cut from them and the prototypes of the contrastive loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+from ..engine.device import DeviceInfo
+from ..training.supervised import IGNORE, crop_sample
+from ..training.targets import centre_heatmap, instance_centres
+from .losses import build_prototypes, detection_weights
+from .pseudo_labels import instance_aware_pseudo_labels, pixel_confidence_pseudo_labels, spare_background_near
+from .settings import AdaptSettings
+
+
+@dataclass
+class TargetRound:
+    """Everything the target losses need for one round, per labelled slice (working resolution)."""
+
+    z: list[int]
+    labels: list[np.ndarray]
+    det_targets: list[np.ndarray]
+    det_weights: list[np.ndarray]
+    conf: list[np.ndarray]
+
+
+def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
+                use_detector: bool = True,
+                source_prob: dict[int, np.ndarray] | None = None) -> tuple[TargetRound, int]:
+    """Pseudo-labels, detection targets and weights of every labelled slice.
+
+    use_detector False: IPL keeps the clicked components only and the detector's heat vetoes no
+    background; the detector still learns from the selected instances' centres (cross-teaching).
+    source_prob: the starting model's probability by slice, for s.source_veto (slices without one are
+    not vetoed).
+    """
+    rnd = TargetRound([], [], [], [], [])
+    n_sel = 0
+    use = use_detector and s.detection
+    for k, z in enumerate(zs):
+        cz = clicks.get(z, np.zeros((0, 2), np.float32))
+        if s.pseudo == "ipl":
+            res = instance_aware_pseudo_labels(prob[k], heat[k] if use else np.zeros_like(heat[k]), cz,
+                                               ratio=ratio if use else 0.0, count=anchors[z], t_s=t_s)
+            label, centres = res.label, res.centres
+            if s.click_reach_z > 0:
+                near = [c for dz, c in clicks.items() if 0 < abs(dz - z) <= s.click_reach_z and len(c)]
+                if near:
+                    spare_background_near(label, np.concatenate(near), s.click_reach_radius)
+            if s.source_veto is not None and source_prob is not None and z in source_prob:
+                vetoed = source_prob[z] >= s.source_veto
+                if s.source_veto_erode > 0:
+                    vetoed = ndi.binary_erosion(vetoed, iterations=s.source_veto_erode)
+                label[(label == 0) & vetoed] = IGNORE
+            n_sel += res.n_selected
+        elif s.pseudo == "pixel":
+            label = pixel_confidence_pseudo_labels(prob[k], t_s)
+            centres = instance_centres(label == 1)
+            n_sel += len(centres)
+        else:  # "naive": disks at the clicks = mito, the model's confident background = background
+            label = naive_click_labels(prob[k], cz)
+            centres = cz
+            n_sel += len(cz)
+        det_centres = centres if s.cross_teaching else cz
+        target = centre_heatmap(label.shape, det_centres, s.sigma)
+        weight = detection_weights(heat[k], det_centres, cz, label.shape, s.sigma)
+        rnd.z.append(z)
+        rnd.labels.append(label)
+        rnd.det_targets.append(target)
+        rnd.det_weights.append(weight.astype(np.float32))
+        rnd.conf.append(np.abs(2 * prob[k] - 1).astype(np.float32))
+    return rnd, n_sel
+
+
+def naive_click_labels(prob: np.ndarray, clicks: np.ndarray, radius: float = 10.0, bg_p: float = 0.05) -> np.ndarray:
+    """The baseline that failed in method.md's lessons: click disks = 1, p < bg_p = 0, else ignore."""
+    label = np.full(prob.shape, IGNORE, np.uint8)
+    label[prob < bg_p] = 0
+    yy, xx = np.ogrid[: prob.shape[0], : prob.shape[1]]
+    for y, x in clicks:
+        label[(yy - y) ** 2 + (xx - x) ** 2 <= radius**2] = 1
+    return label
+
+
+def target_batch(rng, images, rnd: TargetRound, batch: int, crop: int, augment: float):
+    imgs, labs, tg, wt, cf = [], [], [], [], []
+    for _ in range(batch):
+        k = int(rng.integers(0, len(rnd.z)))
+        img, lab, (t, w, c) = crop_sample(rng, images[rnd.z[k]], rnd.labels[k],
+                                          [rnd.det_targets[k], rnd.det_weights[k], rnd.conf[k]], crop, augment)
+        imgs.append(img)
+        labs.append(lab)
+        tg.append(t)
+        wt.append(w)
+        cf.append(c)
+    as_t = lambda xs: torch.from_numpy(np.stack(xs)[:, None])  # noqa: E731
+    return as_t(imgs), as_t(labs), as_t(tg), as_t(wt), as_t(cf)
+
+
+@torch.no_grad()
+def round_prototypes(model, images, rnd: TargetRound, clicks, source_protos, dev: DeviceInfo, max_slices: int = 8):
+    """Class prototypes for the contrastive loss, refreshed once per round (detached)."""
+    model.eval()
+    mito, bg, clicked = [], [], []
+    for k in np.linspace(0, len(rnd.z) - 1, min(max_slices, len(rnd.z))).astype(int):
+        img = images[rnd.z[k]]
+        h, w = (s // model.multiple * model.multiple for s in img.shape)
+        emb = F.normalize(model(torch.from_numpy(img[:h, :w])[None, None].to(dev.device), with_proj=True)["proj"].float(), dim=1)[0]
+        stride = h // emb.shape[1]
+        lab = torch.from_numpy(rnd.labels[k][:h:stride, :w:stride].astype(np.int64)).to(dev.device)
+        mito.append(emb[:, lab == 1].T)
+        bg.append(emb[:, lab == 0].T)
+        cz = clicks.get(rnd.z[k])
+        if cz is not None and len(cz):
+            comp, _ = ndi.label(rnd.labels[k] == 1)
+            ids = {int(comp[min(int(y), comp.shape[0] - 1), min(int(x), comp.shape[1] - 1)]) for y, x in cz} - {0}
+            if ids:
+                sel = torch.from_numpy(np.isin(comp, list(ids))[:h:stride, :w:stride]).to(dev.device)
+                clicked.append(emb[:, sel].T)
+    mito_f = torch.cat(mito) if mito else None
+    bg_f = torch.cat(bg) if bg else None
+    mean = lambda f: F.normalize(f.mean(0), dim=0) if f is not None and len(f) else None  # noqa: E731
+    if mito_f is not None and not len(mito_f):
+        mito_f = None
+    if bg_f is not None and not len(bg_f):
+        bg_f = None
+    if bg_f is None or (mito_f is None and source_protos is None):
+        return None  # nothing confident yet: no contrastive term this round
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    return build_prototypes(
+        source_mito=source_protos[1].to(dev.device) if source_protos is not None else None,
+        target_click_mito=mean(torch.cat(clicked)) if clicked else None,
+        target_conf_mito=mean(mito_f), target_bg=mean(bg_f),
+        bg_feats=bg_f, mito_feats=mito_f, generator=gen,
+    )

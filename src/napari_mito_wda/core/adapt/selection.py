@@ -1,0 +1,67 @@
+"""Label-free judgements of a model on the target: the score that picks the model to keep, and
+whether the detector finds the user's clicks well enough to select pseudo-instances.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from .settings import AdaptSettings
+
+
+def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int],
+                    peak_thresh: float = 0.3) -> float:
+    """Label-free model score in [0, 1]: agreement of the two heads and how well the clicks are centred.
+
+    Agreement = fraction of foreground components that hold a detection peak, times the fraction of
+    peaks that lie on foreground. Centring = mean over the clicks of (distance to background at the
+    click) / (largest such distance in the click's component), 0 off the foreground: a click is a
+    centre, so a component that merges it with neighbours or spreads over the background scores low
+    (mere coverage rewarded a model that calls everything mitochondria). Without clicks the score is
+    the agreement alone.
+    """
+    hits = comps = peaks_on = peaks = 0
+    centred, n_clicks = 0.0, 0
+    for k, z in enumerate(zs):
+        fg = prob[k] > 0.5
+        lab, n = ndi.label(fg)
+        mx = ndi.maximum_filter(heat[k], size=5)
+        pk = (heat[k] == mx) & (heat[k] > peak_thresh)
+        comps += n
+        if n:
+            hits += len(np.unique(lab[pk & fg]))
+        peaks += int(pk.sum())
+        peaks_on += int((pk & fg).sum())
+        cz = clicks.get(z, np.zeros((0, 2)))
+        if len(cz):
+            dist = ndi.distance_transform_edt(fg)
+            deepest = ndi.maximum(dist, lab, np.arange(1, n + 1)) if n else []
+            for y, x in cz:
+                yi, xi = min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)
+                if lab[yi, xi]:
+                    centred += dist[yi, xi] / deepest[lab[yi, xi] - 1]
+                n_clicks += 1
+    agree = (hits / comps if comps else 0.0) * (peaks_on / peaks if peaks else 0.0)
+    return float(agree if n_clicks == 0 else 0.5 * agree + 0.5 * centred / n_clicks)
+
+
+def heat_at_clicks(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int], radius: int = 3) -> float | None:
+    """Median over the clicks of the detector's largest heat within `radius` working px (None: no clicks)."""
+    vals = []
+    for k, z in enumerate(zs):
+        h, w = heat[k].shape
+        for y, x in clicks.get(z, ()):
+            yi, xi = int(round(float(y))), int(round(float(x)))
+            win = heat[k][max(0, yi - radius): min(h, yi + radius + 1), max(0, xi - radius): min(w, xi + radius + 1)]
+            if win.size:
+                vals.append(float(win.max()))
+    return float(np.median(vals)) if vals else None
+
+
+def detector_trusted(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int], s: AdaptSettings) -> bool:
+    """Whether detection peaks may select pseudo-instances this round (see AdaptSettings.detector_trust)."""
+    if not s.detection:
+        return False
+    at = heat_at_clicks(heat, clicks, zs)
+    return at is None or at >= s.detector_trust

@@ -1,0 +1,89 @@
+"""What the adaptation takes and what it yields: AdaptSettings (with its presets) and AdaptReport."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class AdaptSettings:
+    """The paper's method, its ablation switches and the settings that earned their place.
+
+    Every default was measured on VNC III -> Lucchi (docs/benchmarks.md); the options that measured no
+    gain were removed (docs/journal.md, "Options removed in wave 2").
+    """
+
+    minutes: float = 8.0             # wall-clock budget of the whole adaptation
+    max_iters: int | None = None     # or a budget in iterations (whichever comes first)
+    stage1_rounds: int = 1           # rounds with target detection (+ contrastive) only
+    stage2_rounds: int = 5           # beat the authors' 2 (Lucchi 0.855 vs 0.836): fresher pseudo-labels
+    source_batch: int = 2
+    target_batch: int = 4
+    crop: int = 256                  # working-resolution pixels
+    lr: float = 5e-4
+    w_src_seg: float = 1.0
+    w_src_det: float = 5.0
+    w_tgt_det: float = 2.0
+    w_tgt_seg: float = 1.0
+    w_con: float = 0.1
+    t_s1: float = 0.9                # pseudo-label confidence threshold, stage 1 / stage 2
+    t_s2: float = 0.8
+    sigma: float = 6.0
+    augment: float = 1.0
+    # Switches for the ablation; the defaults are the full method.
+    cross_teaching: bool = True      # detection targets from pseudo-instance centroids (else clicks only)
+    contrastive: bool = True
+    pseudo: str = "ipl"              # "ipl", "pixel" (plain confidence) or "naive" (click disks; a baseline)
+    detection: bool = True           # detection head trained on the target and used to select instances
+    adabn: bool = True               # re-estimate BatchNorm statistics on the target once, at the start
+    # Settings that earned their place on Lucchi (the evidence: docs/journal.md, "Settings kept").
+    detector_trust: float = 0.5      # peaks select only if the start finds the clicks (bad peaks hurt)
+    target_bn_stats: bool = True     # only target batches update BN statistics (mixing undid AdaBN)
+    click_reach_z: int = 8           # a click spares background on slices this near: its object goes on
+    click_reach_radius: float = 12.0  # ... within this many working px of the click
+    source_veto: float | None = 0.5  # background only where the start, before AdaBN, gave p below this
+    source_veto_erode: int = 2       # ... shrunk by this many px first, so borders are still taught
+    click_fraction: float | None = None  # fraction of instances the user clicked, when known
+    label_slices: int = 40           # target slices (evenly spaced) pseudo-labelled per round
+    selection: str = "score"         # keep the model with the best label-free score, or "last"
+    report_every: int = 5
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def preset(cls, name: str, **over) -> "AdaptSettings":
+        """"quick": minutes on a laptop CPU (default); "thorough": the authors' longer schedule (GPU)."""
+        if name == "quick":
+            base = cls()
+        elif name == "thorough":
+            base = cls(minutes=240, stage1_rounds=5, stage2_rounds=2, source_batch=4, target_batch=4,
+                       crop=256, label_slices=10_000, lr=2e-4)
+        else:
+            raise ValueError(f"unknown preset {name!r}; use 'quick' or 'thorough'")
+        return dataclasses.replace(base, **over)
+
+
+@dataclass
+class AdaptReport:
+    stage: str                       # "prepare", "label", "train", "done"
+    round: int
+    n_rounds: int
+    step: int
+    elapsed_s: float
+    budget_s: float
+    losses: dict = field(default_factory=dict)
+    it_per_s: float = 0.0
+    score: float | None = None       # label-free model-selection score of the latest prediction
+    best_score: float | None = None
+    n_clicks: int = 0
+    n_pseudo: int = 0                # pseudo-instances selected in this round
+    prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
+    message: str = ""
+    kept_step: int | None = None     # "done" only: the step whose model was kept; None = the starting model
+
+    @property
+    def eta_s(self) -> float:
+        return max(0.0, self.budget_s - self.elapsed_s)
