@@ -18,7 +18,7 @@ from napari_mito_wda.core.engine.inference import predict_volume
 from napari_mito_wda.core.engine.instances import instances_volume
 from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 from napari_mito_wda.core.engine.tiling import predict_exact
-from napari_mito_wda.core.volumes import alloc, chunked
+from napari_mito_wda.core.volumes import alloc, chunk_tasks
 from napari_mito_wda.core.volumes.chunked import ChunkSettings, read_labels, segment_to_zarr
 from napari_mito_wda.core.volumes.runner import WORKER_MALLOC_ENV, ClusterSettings, Runner
 
@@ -133,7 +133,7 @@ def test_failure_leaves_no_output_and_a_rerun_resumes(tiny, tmp_path):
     assert 0 < len(done) < 18
     # A crash between a chunk's data and its marker: garbage data, no marker -> must be recomputed.
     victim = done[0]
-    z0, z1, y0, y1, x0, x1 = chunked.Grid(SHAPE, CHUNKS).box(victim)
+    z0, z1, y0, y1, x0, x1 = chunk_tasks.Grid(SHAPE, CHUNKS).box(victim)
     zarr.open_array(str(partial), path="prob", mode="r+")[z0:z1, y0:y1, x0:x1] = 0.123
     (partial / "_work" / "done" / "predict" / str(victim)).unlink()
     # Other settings must not mix with the unfinished run.
@@ -169,7 +169,7 @@ def test_on_a_dask_cluster_with_the_model_shipped_once(tiny, tmp_path):
         res = segment_to_zarr(str(path), tmp_path / "out.zarr", ckpt, settings=settings(torch_threads=1),
                               cluster=ClusterSettings(scheduler=cluster.scheduler_address))
         with Client(cluster.scheduler_address) as client:
-            builds = client.run(lambda: chunked.MODEL_BUILDS["count"])
+            builds = client.run(lambda: chunk_tasks.MODEL_BUILDS["count"])
             tuned = client.run(lambda: __import__("napari_mito_wda.core.volumes.alloc", fromlist=["_STATE"])._STATE["ok"])
     assert list(builds.values()) == [1]  # 18 chunks on two threads, one model built on the worker
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
