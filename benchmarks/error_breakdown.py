@@ -38,7 +38,7 @@ BAND = 128  # image rows per band of the recall-by-rows table
 def breakdown(pred: np.ndarray, gt: np.ndarray, near: float = 3.0, band: int = BAND) -> dict:
     from scipy import ndimage as ndi
 
-    from napari_mito_wda.core.evaluation.metrics import dice
+    from napari_mito_wda.core.evaluation import dice
 
     area = max(int(gt.sum()), 1)
     fp, fn = pred & ~gt, ~pred & gt

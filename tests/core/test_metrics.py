@@ -1,11 +1,11 @@
-"""Tests for napari_mito_wda.core.evaluation.metrics on tiny hand-made arrays with hand-computed answers."""
+"""Tests for napari_mito_wda.core.evaluation on tiny hand-made arrays with hand-computed answers."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from napari_mito_wda.core.evaluation.metrics import (
+from napari_mito_wda.core.evaluation import (
     aji,
     centre_detection,
     dice,

@@ -6,7 +6,9 @@ comparison figures of the demo.
 from .._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
-    ".metrics": ["dice", "iou", "aji", "panoptic_quality", "relabel_2d", "centre_detection",
-                 "evaluate_volume", "format_table"],
+    ".foreground": ["dice", "iou"],
+    ".instance_metrics": ["aji", "panoptic_quality", "relabel_2d"],
+    ".detection": ["centre_detection"],
+    ".metrics": ["evaluate_volume", "format_table"],
     ".figures": ["save_comparison"],
 })
