@@ -14,6 +14,10 @@ import sys
 def lazy_exports(package: str, modules: dict[str, list[str]]):
     """``(__getattr__, __dir__, __all__)`` for `package`, whose names live in `modules` (relative paths)."""
     where = {name: module for module, names in modules.items() for name in names}
+    # Importing a submodule sets the package attribute of its name, which would hide an export of that name.
+    clash = sorted(n for n in where if any(m.split(".")[1] == n for m in modules))
+    if clash:
+        raise ValueError(f"{package}: {clash} name submodules too; import them from their module")
 
     def __getattr__(name: str):
         if name not in where:

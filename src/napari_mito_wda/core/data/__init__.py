@@ -12,5 +12,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".checkpoint": ["CheckpointError", "LoadedModel", "load_checkpoint", "load_model", "save_checkpoint",
                     "default_model_path", "file_sha256"],
     ".synthetic": ["Domain", "SOURCE", "TARGET", "make_volume", "make_slice", "make_pair"],
-    ".provenance": ["provenance", "git_commit", "machine", "now_iso"],
+    ".provenance": ["git_commit", "machine", "now_iso"],  # provenance(): from .provenance (a module too)
 })

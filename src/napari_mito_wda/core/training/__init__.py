@@ -11,5 +11,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
                     "sample_batch", "seg_loss", "val_dice", "fit"],
     ".augment": ["random_crop", "dihedral", "intensity"],
     ".targets": ["instance_centres", "centre_heatmap", "peak_mass", "count_estimate"],
-    ".pretrain": ["pretrain", "replay_set", "class_prototypes"],
+    ".pretrain": ["replay_set", "class_prototypes"],  # pretrain(): from .pretrain (a module too)
 })
