@@ -1,6 +1,6 @@
 """napari reader: 2D/3D EM TIFF stacks -> one image layer with its physical scale.
 
-Thin wrapper over :func:`napari_mito_wda.core.io.read_volume`; a file that cannot be segmented raises
+Thin wrapper over :func:`napari_mito_wda.core.data.io.read_volume`; a file that cannot be segmented raises
 ``InputError`` with a message napari shows to the user as is.
 """
 

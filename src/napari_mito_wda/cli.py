@@ -38,8 +38,7 @@ class Progress:
 
 
 def _model_and_device(args):
-    from .core.data.checkpoint import load_model
-    from .core.engine.device import pick_device
+    from . import load_model, pick_device
 
     dev = pick_device(args.device)
     loaded = load_model(args.model, device=dev.device)
@@ -69,9 +68,7 @@ def _parse_chunks(text: str) -> tuple[int, int, int]:
 def cmd_predict_chunked(args) -> int:
     import shutil
 
-    from .core.data.io import InputError, write_labels_tiff
-    from .core.volumes.chunked import ChunkSettings, read_labels, segment_to_zarr
-    from .core.volumes.runner import ClusterSettings
+    from . import ChunkSettings, ClusterSettings, InputError, read_labels, segment_to_zarr, write_labels_tiff
 
     out = Path(args.output.rstrip("/"))
     if args.link_3d:
@@ -115,10 +112,9 @@ def cmd_predict_chunked(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .core.data.checkpoint import file_sha256
-    from .core.data.io import read_volume, write_labels_tiff
+    from . import read_volume, segment_volume, write_labels_tiff
+    from .core.data import file_sha256
     from .core.data.provenance import provenance
-    from .core.engine.segment import segment_volume
 
     if _is_chunked(args):
         return cmd_predict_chunked(args)
@@ -142,8 +138,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .core.data.io import InputError, read_volume, write_json
-    from .core.evaluation.metrics import evaluate_volume, format_table
+    from . import InputError, evaluate_volume, format_table, read_volume
+    from .core.data import write_json
 
     pred, gt = read_volume(args.prediction).data, read_volume(args.ground_truth).data
     if pred.shape != gt.shape:
@@ -160,8 +156,7 @@ def cmd_evaluate(args) -> int:
 def cmd_pretrain(args) -> int:
     import os
 
-    from .core.training.pretrain import pretrain
-    from .core.training.supervised import FitSettings
+    from . import FitSettings, pretrain
 
     if args.device:
         os.environ["MITO_WDA_DEVICE"] = args.device
@@ -175,9 +170,7 @@ def cmd_pretrain(args) -> int:
 def cmd_adapt(args) -> int:
     import signal
 
-    from .core.adapt import AdaptSettings, adapt, save_adapted
-    from .core.adapt.points import read_points
-    from .core.data.io import read_volume
+    from . import AdaptSettings, adapt, read_points, read_volume, save_adapted
 
     out = Path(args.output)
     if out.exists() and not args.overwrite:
@@ -244,13 +237,11 @@ def cmd_adapt(args) -> int:
 
 def cmd_demo(args) -> int:
     """The whole mission on the shipped sample: source model, short adaptation from its clicks, adapted model."""
-    from .core.adapt import AdaptSettings, adapt, save_adapted
-    from .core.adapt.points import read_points
-    from .core.data.io import write_json, write_labels_tiff
+    from . import (AdaptSettings, adapt, evaluate_volume, format_table, read_points, save_adapted, segment_volume,
+                   write_labels_tiff)
+    from .core.data import write_json
     from .core.data.provenance import provenance
-    from .core.engine.segment import segment_volume
-    from .core.evaluation.figures import save_comparison
-    from .core.evaluation.metrics import evaluate_volume, format_table
+    from .core.evaluation import save_comparison
     from .sample import CITATION, load_lucchi_sample, sample_paths
 
     run = Path(args.out) / _dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
@@ -390,8 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .core.data.checkpoint import CheckpointError
-    from .core.data.io import InputError
+    from . import CheckpointError, InputError
 
     try:
         return args.func(args)
