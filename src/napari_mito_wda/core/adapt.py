@@ -180,7 +180,10 @@ class AdaptReport:
     n_pseudo: int = 0                # pseudo-instances selected in this round
     prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
     message: str = ""
-    kept_step: int | None = None     # "done" only: the step whose model was kept; None = the starting model
+    kept_step: int | None = None     # "label"/"done": the step whose model is kept; None = the starting model
+    # "label" only, when the kept model changed since the previous "label" report (always on the first):
+    # its weights, for checkpoints written while it runs. Not a copy: read it, don't modify it.
+    best_state: dict | None = None
 
     @property
     def eta_s(self) -> float:
@@ -201,7 +204,8 @@ class TargetRound:
 def replay_planes(extras: dict, sigma: float) -> SlicePlanes:
     """Source training planes from the replay set that ships inside a checkpoint."""
     if "replay_images" not in extras:
-        raise ValueError("this model carries no source replay set; give labelled source data instead.")
+        raise ValueError("this model carries no source replay set, so it cannot be adapted; start from the shipped "
+                         "model or one made by `mito-wda pretrain` (or pass labelled source_data in the API).")
     planes = SlicePlanes()
     for img, m in zip(extras["replay_images"].numpy(), extras["replay_masks"].numpy()):
         planes.images.append(img.astype(np.float32) / 255.0)
@@ -510,7 +514,7 @@ def adapt(
     best_score, best_state = selection_score(prob, heat, clicks_w, zs), copy.deepcopy(model.state_dict())
     # The kept model's prediction, reused at the end when its slices are still the ones labelled.
     best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
-    best_from, kept_step = "the starting model", None
+    best_from, kept_step, new_best = "the starting model", None, True
     note, keep_source_stats = "", False
     if s.adabn:
         adabn(model, images, dev, s.crop, seed=s.seed)
@@ -542,7 +546,7 @@ def adapt(
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
         if score > best_score or s.selection == "last":
             best_score, best_state, best_pred = score, copy.deepcopy(model.state_dict()), pred
-            best_from, kept_step = f"step {step}", step
+            best_from, kept_step, new_best = f"step {step}", step, True
         if stage == "final" or (stop is not None and stop()):
             break
         if anchors is None:  # frozen once from the starting model: the budget must not grow by itself
@@ -563,8 +567,10 @@ def adapt(
         protos = _prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
+                          kept_step=kept_step, best_state=best_state if new_best else None,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
                                   + ("" if trusted or not s.detection else " (the detector missed the clicks: not used to select)"))
+        new_best = False
         # Training share of this round: the remaining budget split over the remaining rounds.
         now = time.perf_counter()
         round_end = now + (budget - (now - t0)) / (len(rounds) - r_idx)
@@ -631,6 +637,13 @@ def adapt(
                       n_clicks=n_clicks, prediction=pred, kept_step=kept_step,
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})")
+
+
+def with_state(loaded: LoadedModel, state: dict) -> LoadedModel:
+    """A copy of `loaded` holding the weights `state` (an AdaptReport's best_state), on the same device."""
+    model = copy.deepcopy(loaded.model)
+    model.load_state_dict(state)
+    return dataclasses.replace(loaded, model=model.eval())
 
 
 def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.ndarray | None, last: AdaptReport | None,
