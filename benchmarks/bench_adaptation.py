@@ -204,7 +204,6 @@ def _table_row(label: str, rs: list[dict]) -> list:
 
 
 def render(results: list[dict]) -> str:
-    import numpy as np
 
     from napari_mito_wda.core.data.provenance import provenance
 

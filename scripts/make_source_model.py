@@ -5,11 +5,18 @@
 
 writes src/napari_mito_wda/data/source_vnc3.pt and its model card source_vnc3.json. The supervised
 upper bound of the benchmark uses the same script on Lucchi train (see benchmarks/README.md).
+
+    .venv/bin/python scripts/make_source_model.py --recard
+
+writes the card of an existing model again through today's rules (e.g. no machine paths), weights
+untouched.
 """
 
 import argparse
 from pathlib import Path
 
+from napari_mito_wda.core.data.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from napari_mito_wda.core.data.io import write_json
 from napari_mito_wda.core.training.pretrain import pretrain
 from napari_mito_wda.core.training.supervised import FitSettings
 
@@ -28,7 +35,14 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--init", default=None, help="continue training from this checkpoint")
+    ap.add_argument("--recard", action="store_true", help="rewrite the card of --out only (no training)")
     a = ap.parse_args()
+    if a.recard:
+        loaded = load_checkpoint(a.out)
+        out = save_checkpoint(a.out, loaded.model, meta=loaded.meta, extras=loaded.extras, overwrite=True, half=True)
+        card = load_checkpoint(out).meta | {"sha256": file_sha256(out)}
+        write_json(out.with_suffix(".json"), card, overwrite=True)
+        raise SystemExit(f"rewrote the card of {out}")
     pretrain(
         a.image, a.labels, a.out, settings=FitSettings(minutes=a.minutes, seed=a.seed, lr=a.lr), holdout=a.holdout,
         threads=a.threads, overwrite=True, voxel_size=tuple(float(v) for v in a.voxel_size.split(",")), init=a.init,

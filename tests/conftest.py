@@ -28,15 +28,39 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def pytest_collection_modifyitems(config, items):
-    if _has_display():
-        return
-    skip = pytest.mark.skip(
-        reason='no X display: run GUI tests under Xvfb, e.g. xvfb-run -a -s "-screen 0 1280x1024x24" pytest'
-    )
+    skips = {}
+    if not _has_display():
+        skips["gui"] = pytest.mark.skip(
+            reason='no X display: run GUI tests under Xvfb, e.g. xvfb-run -a -s "-screen 0 1280x1024x24" pytest'
+        )
+    if any("cuda" in item.keywords for item in items) and not _has_cuda():
+        skips["cuda"] = pytest.mark.skip(reason="no CUDA GPU here: the GPU path is tested where torch sees one")
     for item in items:
-        if "gui" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------- precision
+
+
+@pytest.fixture(params=["fp32", "bf16"])
+def precision(request, monkeypatch):
+    """Run a numerics-sensitive test under both precisions the engine may pick on a CPU.
+
+    The automatic choice is bf16 on CPUs with native bf16 (AMX / AVX512-BF16) and fp32 elsewhere, so a
+    test that only ran under the automatic one would pass on one machine and fail on the next. bf16 on
+    a CPU without native support is emulated: slower, but fine on the tiny networks of the tests.
+    """
+    monkeypatch.setenv("MITO_WDA_PRECISION", request.param)
+    return request.param
 
 
 # --------------------------------------------------------------------------- data

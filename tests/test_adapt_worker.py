@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 
-import numpy as np
 import pytest
 import torch
 
@@ -45,6 +44,10 @@ def test_adapt_iter_yields_previews_and_trains_a_copy(target, adaptable_model_fi
     assert train_previews[0][0].labels.shape == target.shape[1:]
 
     assert isinstance(result, AdaptResult) and not result.stopped and result.last.stage == "done"
+    # the best model so far travels at the first round start (and whenever it changes): kept if the run fails
+    first = next(u.best for u in reports if u.report.stage == "label")
+    assert isinstance(first, AdaptResult) and first.stopped and first.last.stage == "label"
+    assert first.model is not result.model and first.last.best_state is None  # a copy; no weights in reports
     assert result.settings.max_iters == TINY_ADAPT["max_iters"] and result.clicks.shape == (2, 3)
     # the caller's model is untouched; the returned one was trained
     for k, v in loaded.model.state_dict().items():

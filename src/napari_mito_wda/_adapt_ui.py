@@ -1,4 +1,5 @@
-"""The "Adapt to this dataset" part of the dock widget: controls, live preview, resume, save/load model.
+"""The "Adapt to this dataset" part of the dock widget: controls, live preview, resume (save/load model:
+:mod:`napari_mito_wda._model_files`).
 
 A mixin of :class:`napari_mito_wda._widget.MitoWidget` (it uses the widget's pickers, status line and
 ``_start_worker``). The engine loop runs in :func:`napari_mito_wda._adapt_worker.adapt_iter`; this file
@@ -7,14 +8,13 @@ only turns its updates into layers, a plot and a progress bar, on the GUI thread
 
 from __future__ import annotations
 
-import dataclasses
-import time
 from functools import partial
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QPushButton
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QPushButton
 
+from ._jobs import alive_only, refused
 from ._live_layers import (
     HEAT_SUFFIX,
     TRUSTED_SUFFIX,
@@ -26,6 +26,7 @@ from ._live_layers import (
     write_slices,
 )
 from ._loss_plot import LossPlot
+from ._model_files import ModelFiles
 from ._util import same_layer
 
 ADAPT_TEXT = "Adapt to this dataset"
@@ -39,7 +40,7 @@ def _fmt_s(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class AdaptSection:
+class AdaptSection(ModelFiles):
     """Mixin: needs viewer, _model, model_path, _points_layer, _stop_event, _start_worker, _info, _fail."""
 
     def _init_adapt_state(self) -> None:
@@ -165,7 +166,7 @@ class AdaptSection:
             self._fail("Something is already running; press Stop first.")
             return None
         image = self._checked_image()
-        if image is None:
+        if image is None or refused(self, image):  # e.g. another dock widget adapts or predicts it
             return None
         if self._points_layer is None or len(self._points_layer.data) == 0:
             self._fail(
@@ -218,10 +219,13 @@ class AdaptSection:
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Starting …")
         self._info(f"{'Resuming' if resume else 'Starting'} adaptation to {image.name!r} with {len(pts)} clicks …")
-        return self._start_worker(
-            adapt_iter, (data, self._feed), kwargs, partial(self._on_adapted, self._adapt_job),
-            button=self.adapt_button, on_yielded=partial(self._on_adapt_update, self._adapt_job), what="Adaptation",
+        job = self._adapt_job
+        worker = self._start_worker(
+            adapt_iter, (data, self._feed), kwargs, partial(self._on_adapted, job),
+            button=self.adapt_button, on_yielded=partial(self._on_adapt_update, job), what="Adaptation", layer=image,
         )
+        worker.errored.connect(alive_only(self, partial(self._keep_best_on_error, job)))
+        return worker
 
     def _source_model_name(self) -> str:
         if self._model is not None and getattr(self._model, "path", None):
@@ -243,6 +247,8 @@ class AdaptSection:
         return out
 
     def _on_adapt_update(self, job: dict, update) -> None:
+        if update.best is not None:
+            job["best"] = update.best  # the best model so far, kept if the run fails later
         rep = update.report
         if rep.stage == "train" and rep.losses:
             self.loss_plot.add(self._step_offset + rep.step, rep.losses)
@@ -298,7 +304,7 @@ class AdaptSection:
     def _on_adapted(self, job: dict, result) -> None:
         if result is None:
             return
-        from ._adapt_worker import release_memory
+        from .core.engine.device import release_memory
 
         last = result.last
         self._model = result.model
@@ -326,6 +332,17 @@ class AdaptSection:
         self.image_combo.setCurrentText(job["image_name"])
         self._then = self.predict  # after `finished`: the best model segments every slice
 
+    def _keep_best_on_error(self, job: dict, exc: BaseException) -> None:
+        """The run failed after a round: its best model so far becomes the current one (Adapt resumes it)."""
+        best = job.get("best")
+        if best is None:
+            return
+        self._on_adapted(job, best)
+        self._then = None  # no whole-image prediction after a failure
+        # The status line only (still red): _on_worker_error, connected first, has notified the failure.
+        self.status_label.setText(f"Adaptation failed: {exc}. The best model so far is kept ({best.last.step} "
+                                  "steps); press Adapt to continue from it.")
+
     def adaptation_provenance(self) -> dict | None:
         """What made the current model (for the labels' metadata and the export sidecar)."""
         if not self._adapt_runs:
@@ -340,68 +357,6 @@ class AdaptSection:
         saved = f"saved as {Path(self._saved_model_path).name}" if self._saved_model_path else "not saved yet"
         self.model_label.setText(f"{base}, adapted ({len(self._adapt_runs)} run(s), {steps} steps; {saved})")
         self.model_label.setToolTip(self._saved_model_path or "")
-
-    # ------------------------------------------------------------------ save / load
-    def _on_save_model_clicked(self) -> None:
-        if self._adapt_result is None:
-            self._fail("No adapted model to save: press 'Adapt to this dataset' first.")
-            return
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Save the adapted model", "adapted_model.pt", "Checkpoints (*.pt)",
-            options=QFileDialog.Option.DontConfirmOverwrite,
-        )
-        if path:
-            self.save_model(path, overwrite=False)
-
-    def save_model(self, path, overwrite: bool = False) -> str | None:
-        """Write the adapted model with its provenance (never replacing a file unless asked); path or None."""
-        if self._adapt_result is None or self._model is None:
-            self._fail("No adapted model to save: press 'Adapt to this dataset' first.")
-            return None
-        if self.is_running:
-            self._fail("Adaptation is running; press Stop first (the best model is kept), then save.")
-            return None
-        from .core.adapt import save_adapted
-
-        path = Path(path)
-        if path.suffix.lower() != ".pt":
-            path = path.with_name(path.name + ".pt")
-        r = self._adapt_result
-        loaded = dataclasses.replace(self._model, meta=dict(self._model.meta) | {"napari_runs": self._adapt_runs})
-        try:
-            out = save_adapted(path, loaded, r.settings, r.clicks, r.last, image_path=self._adapt_runs[-1]["image"],
-                               overwrite=overwrite)
-        except (OSError, ValueError) as exc:  # FileExistsError, InputError (no folder), disk full
-            self._fail(f"Saving the model failed: {exc}")
-            return None
-        self._saved_model_path = str(out)
-        self._update_model_label()
-        self._info(f"Saved the adapted model to {out}. Load it later with 'Load model…' or "
-                   f"`mito-wda predict IMAGE.tif --model {Path(out).name} -o OUT.tif`.")
-        return str(out)
-
-    def _on_load_model_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load a model checkpoint", "", "Checkpoints (*.pt);;All files (*)")
-        if path:
-            self.load_model_file(path)
-
-    def load_model_file(self, path):
-        """Load and check a checkpoint in the background; it becomes the current model. Returns the worker."""
-        from ._adapt_worker import load_iter
-
-        if self.is_running:
-            self._fail("Something is running; press Stop first.")
-            return None
-        self._info(f"Loading {Path(path).name} …")
-        return self._start_worker(load_iter, (str(path),), {}, partial(self._on_model_loaded, str(path)),
-                                  what="Loading the model")
-
-    def _on_model_loaded(self, path: str, loaded) -> None:
-        self.set_model_path(path)
-        self._model = loaded
-        n = len(loaded.meta.get("adaptations", []))
-        self._info(f"Model {Path(path).name} loaded" + (f" (adapted {n} time(s) before)." if n else "."))
-        self.model_label.setText(Path(path).name + (" (adapted)" if n else ""))
 
     def _reset_adaptation(self) -> None:
         """A different model was chosen: forget the runs that built the previous one."""

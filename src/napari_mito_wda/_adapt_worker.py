@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import gc
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ class AdaptUpdate:
 
     report: Any                      # core.adapt.AdaptReport with prediction=None
     previews: list = field(default_factory=list)  # core.adapt.live.SlicePreview
+    best: Any = None                 # AdaptResult of the best model so far, when it changed (at a round start)
 
 
 @dataclass
@@ -57,15 +57,6 @@ class AdaptResult:
     device: str
     seconds: float
     stopped: bool
-
-
-def release_memory() -> None:
-    """Give cached GPU memory back to the system (the adapted model itself stays for Predict)."""
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def adapt_iter(
@@ -91,7 +82,7 @@ def adapt_iter(
     can take minutes, so during training the slice in view is also predicted with the network as it
     is, every `preview_every_s` seconds (a single slice: a few percent of the training time).
     """
-    from .core.adapt import AdaptReport, AdaptSettings, adapt
+    from .core.adapt import AdaptReport, AdaptSettings, adapt, with_state
     from .core.adapt.live import current_preview, nearest_slices, preview_slices
     from .core.data.checkpoint import load_model
     from .core.data.io import validate_image
@@ -129,10 +120,16 @@ def adapt_iter(
                 previews = [current_preview(work.model, volume[z], z, dev, with_maps=with_maps)]
                 cost = time.perf_counter() - t_prev
                 next_preview = time.perf_counter() + max(preview_every_s, 9.0 * cost)
-            last = dataclasses.replace(rep, prediction=None)
-            yield AdaptUpdate(last, previews)
+            last = dataclasses.replace(rep, prediction=None, best_state=None)
+            best = None
+            if rep.best_state is not None:  # a copy: the widget keeps it if the run fails later
+                best = AdaptResult(model=with_state(work, rep.best_state), settings=settings, clicks=clicks.get(),
+                                   last=last, device=dev.describe(), seconds=time.perf_counter() - t0, stopped=True)
+            yield AdaptUpdate(last, previews, best)
     finally:
         # Also reached when the worker is aborted at a yield: the optimiser and activations go now.
+        from .core.engine.device import release_memory
+
         release_memory()
     return AdaptResult(
         model=work, settings=settings, clicks=clicks.get(), last=last, device=dev.describe(),

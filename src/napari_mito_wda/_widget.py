@@ -39,6 +39,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._adapt_ui import ADAPT_TEXT, AdaptSection
+from ._jobs import alive_only, hold, refused, reported, stop_on_destroy
 from ._util import _unwrap, same_layer  # noqa: F401 (re-exported: tests and older callers import them here)
 
 if TYPE_CHECKING:
@@ -81,10 +82,6 @@ def _usable_image(layer) -> str | None:
     return None
 
 
-def _stop_on_destroy(stop: threading.Event, *_args) -> None:
-    stop.set()
-
-
 EDITED_KEY = "mito_wda_edited"  # layer.metadata flag: the user painted on this instances layer
 
 
@@ -113,7 +110,7 @@ class MitoWidget(AdaptSection, QWidget):
         self._init_adapt_state()
         self._build_ui()
         self._connect_viewer()
-        self.destroyed.connect(partial(_stop_on_destroy, self._stop_event))
+        stop_on_destroy(self)  # closing napari stops the running job
         self.refresh_layers()
         self._detect_device()
 
@@ -416,7 +413,7 @@ class MitoWidget(AdaptSection, QWidget):
             self._fail("A prediction is already running; press Stop first.")
             return None
         image = self._checked_image()
-        if image is None:
+        if image is None or refused(self, image):  # e.g. another dock widget adapts it
             return None
         if not isinstance(image.data, np.ndarray):  # dask/zarr: never load it whole, write a zarr store
             return self.predict_to_zarr(output)
@@ -443,7 +440,7 @@ class MitoWidget(AdaptSection, QWidget):
         self.progress_bar.setFormat("%v/%m slices")
         self._info(f"Predicting {image.name!r} …")
         return self._start_worker(predict_iter, (data,), gen_kwargs, partial(self._on_predicted, job),
-                                  button=self.predict_button)
+                                  button=self.predict_button, layer=image)
 
     def predict_to_zarr(self, output: str | Path | None = None):
         """Chunked prediction of the selected lazy image into a zarr store (core.chunked on dask)."""
@@ -472,7 +469,7 @@ class MitoWidget(AdaptSection, QWidget):
         self._info(f"Predicting {image.name!r} chunk by chunk into {output} …")
         return self._start_worker(chunked_predict_iter, (image.data, dict(image.metadata), output), gen_kwargs,
                                   partial(self._on_chunked_done, job), button=self.predict_button,
-                                  on_yielded=self._on_chunk_progress)
+                                  on_yielded=self._on_chunk_progress, layer=image)
 
     def _on_chunk_progress(self, report) -> None:
         self.progress_bar.setRange(0, max(1, report.total))
@@ -498,7 +495,6 @@ class MitoWidget(AdaptSection, QWidget):
 
     def _new_stop_event(self) -> None:
         self._stop_event = threading.Event()
-        self.destroyed.connect(partial(_stop_on_destroy, self._stop_event))
 
     @property
     def _action_buttons(self) -> list:
@@ -506,19 +502,21 @@ class MitoWidget(AdaptSection, QWidget):
                 self.save_model_button]
 
     def _start_worker(self, gen_func, args, kwargs, on_returned, button=None, on_yielded=None,
-                      what: str = "Prediction"):
+                      what: str = "Prediction", layer=None):
         """Run a report generator (``_worker``/``_adapt_worker``) in a napari thread_worker wired to this widget.
 
         `button` turns into Stop while it runs; the other actions are disabled until `finished`.
+        `layer` (the image worked on) is marked busy for every widget until then.
         """
         from napari.qt.threading import thread_worker
 
         # ignore_errors: our errored handler reports the problem; napari would otherwise re-raise it.
-        worker = thread_worker(gen_func, start_thread=False, ignore_errors=True)(*args, **kwargs)
-        worker.yielded.connect(on_yielded or self._on_progress)
-        worker.returned.connect(on_returned)
-        worker.errored.connect(self._on_worker_error)
-        worker.finished.connect(self._on_worker_finished)
+        worker = thread_worker(reported(gen_func), start_thread=False, ignore_errors=True)(*args, **kwargs)
+        if layer is not None:
+            hold(layer, what, worker)
+        for signal, slot in ((worker.yielded, on_yielded or self._on_progress), (worker.returned, on_returned),
+                             (worker.errored, self._on_worker_error), (worker.finished, self._on_worker_finished)):
+            signal.connect(alive_only(self, slot))  # napari may be closed while it still reports
         self._worker = worker
         self._worker_what = what
         self._running_button = button

@@ -135,6 +135,9 @@ def predict_iter(
             stop.set()
             closing.set()
             helper.join()
+        from .core.engine.device import release_memory
+
+        release_memory()  # the tiles' GPU memory goes back now, not when napari closes
     if "error" in box:
         raise box["error"]
     seg = box["seg"]

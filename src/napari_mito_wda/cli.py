@@ -16,31 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-
-class Progress:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
-
-    def __init__(self, label: str):
-        self.label, self.t0, self.tty = label, time.perf_counter(), sys.stderr.isatty()
-        self._last = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        el = time.perf_counter() - self.t0
-        eta = el / done * (total - done) if done else 0
-        msg = f"{self.label}: {done}/{total} ({100 * done / total:3.0f}%), {el:.0f} s, ~{eta:.0f} s left"
-        if self.tty:
-            bar = "#" * int(30 * done / total)
-            sys.stderr.write(f"\r{msg} [{bar:<30}]" + ("\n" if done == total else ""))
-        elif int(10 * done / total) != self._last or done == total:
-            sys.stderr.write(msg + "\n")
-            self._last = int(10 * done / total)
-        sys.stderr.flush()
+from ._cli_progress import Progress
 
 
 def _model_and_device(args):
     from . import load_model, pick_device
 
-    dev = pick_device(args.device)
+    dev = pick_device(args.device, getattr(args, "precision", "auto"))
     loaded = load_model(args.model, device=dev.device)
     return loaded, dev
 
@@ -65,6 +47,47 @@ def _parse_chunks(text: str) -> tuple[int, int, int]:
     return parts
 
 
+def _check_output(out: Path, suffixes: tuple[str, ...], what: str, overwrite: bool) -> None:
+    """Refuse a bad output path before any work: taken name, missing folder, wrong suffix."""
+    from .core.data.io import InputError
+
+    if out.suffix.lower() not in suffixes:
+        raise InputError(f"{out}: name the {what} *{' or *'.join(suffixes)}.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    if not out.parent.exists():
+        raise InputError(f"{out.parent}: output folder does not exist; create it or choose another output path.")
+
+
+def _check_predict_options(args, chunked: bool) -> None:
+    """Settings are checked before anything is read: a typo fails at once, not after a long run."""
+    from .core.engine.device import pick_device, requested_precision
+    from .core.data.io import InputError
+
+    if not 0.0 < args.threshold < 1.0:
+        raise InputError(f"--threshold takes a probability between 0 and 1 (default 0.5), got {args.threshold}.")
+    if args.min_size < 0:
+        raise InputError(f"--min-size takes a number of pixels, 0 or more, got {args.min_size}.")
+    requested_precision(args.precision)  # $MITO_WDA_PRECISION too
+    if not (chunked and args.scheduler not in (None, "sync")):  # a remote cluster's workers pick their own device
+        pick_device(args.device, args.precision)
+    if not chunked:
+        return
+    for flag, value, low in (("--instance-halo", args.instance_halo, 0), ("--workers", args.workers, 1),
+                             ("--threads-per-worker", args.threads_per_worker, 1),
+                             ("--torch-threads", args.torch_threads, 1)):
+        if value is not None and value < low:
+            raise InputError(f"{flag} takes a whole number, {low} or more, got {value}.")
+    if args.memory_limit not in (None, "auto"):
+        from dask.utils import parse_bytes
+
+        try:
+            parse_bytes(args.memory_limit)
+        except (ValueError, TypeError):
+            raise InputError(f"--memory-limit takes a size per worker such as 4GB or 500MB (or auto), "
+                             f"got {args.memory_limit!r}.") from None
+
+
 def cmd_predict_chunked(args) -> int:
     import shutil
 
@@ -77,10 +100,10 @@ def cmd_predict_chunked(args) -> int:
     to_tiff = out.suffix.lower() in (".tif", ".tiff")
     if not to_tiff and out.suffix.lower() != ".zarr":
         raise InputError(f"{out}: name the output *.zarr (chunked) or *.tif (for volumes that fit in memory).")
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    _check_output(out, (out.suffix.lower(),), "output", args.overwrite)
+    _check_predict_options(args, chunked=True)
     settings = ChunkSettings(flips=args.flips, threshold=args.threshold, min_size=args.min_size, device=args.device,
-                             instance_halo=args.instance_halo, torch_threads=args.torch_threads)
+                             precision=args.precision, instance_halo=args.instance_halo, torch_threads=args.torch_threads)
     if args.chunks:
         settings.chunks = _parse_chunks(args.chunks)
     cluster = ClusterSettings(scheduler=args.scheduler, workers=args.workers or 1,
@@ -95,8 +118,14 @@ def cmd_predict_chunked(args) -> int:
 
     # A TIFF result is made from a zarr store beside it, removed once the TIFF is written.
     store = out.with_name(f".{out.name}.work.zarr") if to_tiff else out
-    res = segment_to_zarr(args.image, store, model=args.model, settings=settings, cluster=cluster,
-                          dataset=args.dataset, overwrite=args.overwrite or to_tiff, progress=show)
+    try:
+        res = segment_to_zarr(args.image, store, model=args.model, settings=settings, cluster=cluster,
+                              dataset=args.dataset, overwrite=args.overwrite or to_tiff, progress=show)
+    except KeyboardInterrupt:
+        partial = store.with_name(store.name + ".partial")
+        print(f"\nmito-wda: interrupted: the finished chunks are kept in {partial}; run the same command again "
+              "to resume (or delete it to start over).", file=sys.stderr)
+        return 130
     if to_tiff:
         labels, voxel = read_labels(store)
         write_labels_tiff(out, labels[...], voxel, overwrite=args.overwrite,
@@ -119,8 +148,8 @@ def cmd_predict(args) -> int:
     if _is_chunked(args):
         return cmd_predict_chunked(args)
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    _check_output(out, (".tif", ".tiff"), "instances", args.overwrite)
+    _check_predict_options(args, chunked=False)
     vol = read_volume(args.image)
     loaded, dev = _model_and_device(args)
     print(f"{vol.path}: {vol.data.shape} {vol.data.dtype}; model {loaded.path}; {dev.describe()}", file=sys.stderr)
@@ -141,6 +170,8 @@ def cmd_evaluate(args) -> int:
     from . import InputError, evaluate_volume, format_table, read_volume
     from .core.data import write_json
 
+    if args.json:
+        _check_output(Path(args.json), (".json",), "metrics file", args.overwrite)
     pred, gt = read_volume(args.prediction).data, read_volume(args.ground_truth).data
     if pred.shape != gt.shape:
         raise InputError(f"prediction {pred.shape} and ground truth {gt.shape} differ in shape.")
@@ -170,19 +201,32 @@ def cmd_pretrain(args) -> int:
 def cmd_adapt(args) -> int:
     import signal
 
-    from . import AdaptSettings, adapt, read_points, read_volume, save_adapted
+    from . import AdaptSettings, CheckpointError, adapt, pick_device, read_points, read_volume, save_adapted
+    from .core.adapt import validate_points, with_state
 
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    # Continuing an interrupted run in place (--resume OUT.pt -o OUT.pt) replaces the run's own file.
+    overwrite = args.overwrite or bool(args.resume and Path(args.resume).resolve() == out.resolve())
+    _check_output(out, (".pt",), "adapted model", overwrite)
     # Settings are checked before the volume and model are read: a typo fails at once.
     if args.source_veto is not None and not 0.0 <= args.source_veto <= 1.0:
         raise ValueError(f"--source-veto takes a probability between 0 and 1 (0 = off), got {args.source_veto}")
     if args.click_reach is not None and args.click_reach < 0:
         raise ValueError(f"--click-reach takes a number of slices, 0 (off) or more, got {args.click_reach}")
+    if not args.minutes > 0:
+        raise ValueError(f"--minutes takes a time budget above 0, got {args.minutes}")
+    if args.max_iters is not None and args.max_iters < 1:
+        raise ValueError(f"--max-iters takes a number of iterations, 1 or more, got {args.max_iters}")
+    pick_device(args.device, args.precision)
     vol = read_volume(args.image)
     clicks = read_points(args.points) if args.points else None
-    loaded, dev = _model_and_device(argparse.Namespace(model=args.resume or args.model, device=args.device))
+    if clicks is not None:
+        validate_points(clicks, vol.data.shape)  # named, one line, before the model is loaded
+    loaded, dev = _model_and_device(argparse.Namespace(model=args.resume or args.model, device=args.device,
+                                                           precision=args.precision))
+    if "replay_images" not in loaded.extras:
+        raise CheckpointError(f"{loaded.path}: this model carries no source replay set, so it cannot be adapted; "
+                              "start from the shipped model (leave out --model) or one made by `mito-wda pretrain`.")
     over = {"minutes": args.minutes, "seed": args.seed}
     if args.max_iters:
         over["max_iters"] = args.max_iters
@@ -213,11 +257,17 @@ def cmd_adapt(args) -> int:
             raise KeyboardInterrupt
         print("\nstopping: saving the best model so far (Ctrl-C again to abort)", file=sys.stderr)
 
+    print(f"the best model so far is written to {out} at each round (marked unfinished); if this run dies, "
+          f"continue it with the same command plus --resume {out}", file=sys.stderr)
     previous = signal.signal(signal.SIGINT, on_sigint)
     last = None
     try:
         for rep in adapt(vol.data, clicks, loaded, settings, dev=dev, stop=lambda: stop["n"] > 0):
             last = rep
+            if rep.best_state is not None:  # a new best at a round start: a hard kill loses one round at most
+                save_adapted(out, with_state(loaded, rep.best_state), settings, clicks, rep,
+                             image_path=str(vol.path), overwrite=overwrite)
+                overwrite = True  # later writes replace this run's own file
             if rep.stage in ("prepare", "label", "done"):
                 extra = f" score {rep.score:.3f}" if rep.score is not None else ""
                 print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] {rep.stage}: {rep.message}{extra}",
@@ -229,7 +279,7 @@ def cmd_adapt(args) -> int:
                       file=sys.stderr)
     finally:
         signal.signal(signal.SIGINT, previous)
-    save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=args.overwrite)
+    save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=overwrite)
     print(f"wrote {out} (best label-free score {last.best_score:.3f}); segment with: "
           f"mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif")
     return 0
@@ -299,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     def add_model(p):
         p.add_argument("--model", default=None, help="checkpoint (.pt); default: the shipped source model")
         p.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: CUDA when present")
+        p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                       help="network precision; auto: $MITO_WDA_PRECISION if set, else bf16 on GPUs and on CPUs with "
+                            "native bf16 (AMX), fp32 elsewhere")
 
     p = sub.add_parser("predict", help="segment mitochondria instances in a TIFF stack, or a zarr/HDF5 volume of any size")
     p.add_argument("image", help="TIFF, zarr or HDF5 volume")

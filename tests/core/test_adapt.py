@@ -33,7 +33,7 @@ def setup():
     return img, inst, loaded, source, clicks
 
 
-def test_reports_cover_every_stage_and_iteration_budget(setup):
+def test_reports_cover_every_stage_and_iteration_budget(setup, precision):
     img, _, loaded, source, clicks = setup
     reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))
     stages = [r.stage for r in reports]
@@ -175,14 +175,17 @@ def test_detector_is_trusted_only_where_it_finds_the_clicks():
     assert detector_trusted(heat, clicks, [0, 1], AdaptSettings(detector_trust=0.0))
 
 
-def test_detector_trust_is_judged_once_on_the_starting_model(setup):
+def test_detector_trust_is_judged_once_on_the_starting_model(setup, precision):
     from napari_mito_wda.core.adapt import predict_slices
     from napari_mito_wda.core.data.io import normalize_slice
     from napari_mito_wda.core.engine.device import pick_device
 
     img, _, loaded, source, _ = setup
-    with torch.no_grad():  # an untrained detector is ReLU-dead: lift it so its heat varies over the image
+    with torch.no_grad():  # an untrained detector is ReLU-dead: lift it so its heat varies over the image,
         loaded.model.det_head[-1].bias.fill_(0.5)
+        # by far more than bf16's step near 0.5 (2**-8): with the untrained weights alone the bf16 heatmap
+        # was flat to the last bit and "coldest" and "hottest" were the same value
+        loaded.model.det_head[-1].weight.mul_(50.0)
     # No AdaBN and no training steps: the heatmap is the same in every round, only the clicks move,
     # from where the detector is coldest (round 1) to where it is hottest (round 2).
     images = [normalize_slice(s) for s in img]  # as adapt() sees them (downsample 1)
@@ -297,7 +300,7 @@ def test_slices_clicked_mid_run_are_vetoed_by_the_starting_model_not_the_trained
         StartingProbability(loaded.model, images, [0], prob, dev, later_slices=False).cover([1])
 
 
-def test_the_returned_model_never_scores_below_the_starting_model(setup):
+def test_the_returned_model_never_scores_below_the_starting_model(setup, precision):
     img, _, loaded, source, clicks = setup
     reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))
     start = reports[0].best_score
@@ -312,7 +315,7 @@ def test_the_returned_model_never_scores_below_the_starting_model(setup):
 
 
 @pytest.mark.parametrize("late_click", [False, True])
-def test_the_final_prediction_is_that_of_the_returned_model(setup, late_click):
+def test_the_final_prediction_is_that_of_the_returned_model(setup, late_click, precision):
     # The end reuses the kept model's prediction unless clicks on new slices arrived after it.
     img, _, loaded, source, clicks = setup
     current = {"pts": clicks[:1]}

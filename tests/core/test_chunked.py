@@ -34,8 +34,8 @@ CHUNKS = (2, 48, 56)  # 2 x 3 x 3 chunks, aligned to nothing
 def real():
     """A real EM crop, the shipped model and the default in-memory answer (`predict_volume`).
 
-    Its slices fit one in-memory tile, where the default path and the chunkable one are the same
-    function (tiling.py), so this compares with exactly what `mito-wda predict IMAGE.tif` computes.
+    The in-memory path tiles as the chunked one does (tiling.py), so this compares with exactly what
+    `mito-wda predict IMAGE.tif` computes.
     """
     from napari_mito_wda.sample import load_lucchi_sample
 

@@ -130,3 +130,40 @@ def test_adapt_without_clicks_runs_unsupervised_and_says_so(adaptable_model_file
     assert "unsupervised" in capsys.readouterr().err
     (run,) = load_checkpoint(out).meta["adaptations"]
     assert run["n_clicks"] == 0 and run["steps"] == 2
+
+
+def test_adapt_killed_hard_keeps_its_best_model_and_resumes_from_it(adaptable_model_file, tmp_path):
+    import os
+    import signal
+    import time
+
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+
+    img, _ = make_volume((3, 96, 96), n_objects=6, seed=5)
+    tifffile.imwrite(tmp_path / "em.tif", img, photometric="minisblack")
+    (tmp_path / "clicks.csv").write_text("index,axis-0,axis-1,axis-2\n0,1,40,30\n")
+    out = tmp_path / "run.pt"
+    base = [str(tmp_path / "em.tif"), "--points", str(tmp_path / "clicks.csv"), "-o", str(out),
+            "--model", str(adaptable_model_file)]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "napari_mito_wda", "adapt", *base, "--minutes", "30"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.perf_counter()
+        while not out.exists() and proc.poll() is None and time.perf_counter() - t0 < 120:
+            time.sleep(0.05)
+        assert out.exists() and proc.poll() is None, "the first round's checkpoint never appeared"
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no handler, no cleanup: the file must already be whole
+        err = proc.communicate()[1]
+    assert proc.returncode == -signal.SIGKILL
+    assert f"--resume {out}" in err  # the run said where its model is and how to continue
+    assert not list(tmp_path.glob(".run.pt.*"))  # no half-written file left beside it
+    (unfinished,) = load_checkpoint(out).meta["adaptations"]
+    assert unfinished["finished"] is False and unfinished["steps"] == 0
+
+    # Same path in and out: allowed without --overwrite, continues from the file (AdaBN not redone).
+    assert main(["adapt", *base, "--resume", str(out), "--max-iters", "2", "--minutes", "1"]) == 0
+    first, resumed = load_checkpoint(out).meta["adaptations"]
+    assert first == unfinished and resumed["finished"] is True and resumed["steps"] == 2
+    assert resumed["from_model"].endswith(out.name) and resumed["settings"]["adabn"] is False

@@ -79,15 +79,16 @@ def test_halo_is_what_makes_it_exact(rng, monkeypatch):
     assert np.abs(cut - whole).max() > 1e-3  # 100 x the tolerance of the equality test
 
 
-def test_equals_the_default_path_when_a_slice_fits_one_tile(rng):
-    """Slices up to one in-memory tile: the chunkable definition is the default prediction itself."""
+def test_the_default_path_is_the_exact_tiling(rng):
+    """predict_slice (in memory) is predict_exact of the normalised slice, one tile or many."""
     from napari_mito_wda.core.data.io import normalize_slice
     from napari_mito_wda.core.engine.inference import predict_slice
 
     torch.manual_seed(3)
     model = _alive(MultiTaskUNet(ModelConfig(base=4, depth=2, downsample=2)))
     img = (rng.random((90, 124)) * 255).astype(np.uint8)
-    p_default, h_default = predict_slice(model, img, CPU32)
     p_exact, h_exact = predict_exact(model, normalize_slice(img), CPU32)
-    np.testing.assert_allclose(p_exact[0], p_default, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(h_exact[0], h_default, atol=1e-4, rtol=1e-5)
+    for max_core in (1024, 16):  # one tile; 3 x 4 tiles
+        p_default, h_default = predict_slice(model, img, CPU32, max_core=max_core)
+        np.testing.assert_allclose(p_exact[0], p_default, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(h_exact[0], h_default, atol=1e-4, rtol=1e-5)

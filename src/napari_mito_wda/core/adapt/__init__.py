@@ -18,7 +18,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".selection": ["selection_score", "heat_at_clicks", "detector_trusted"],
     ".predict": ["predict_slices", "StartingProbability"],
     ".batchnorm": ["adabn", "frozen_bn_stats"],
-    ".saving": ["save_adapted", "replay_planes"],
+    ".saving": ["save_adapted", "replay_planes", "with_state"],
     ".points": ["validate_points", "read_points", "points_by_slice", "innermost_point", "simulate_clicks"],
     ".losses": ["partial_weighted_mse", "detection_weights", "class_focused_contrastive", "cosine_kmeans",
                 "build_prototypes"],

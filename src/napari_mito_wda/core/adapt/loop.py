@@ -88,7 +88,7 @@ def adapt(
     best_score, best_state = selection_score(prob, heat, clicks_w, zs), copy.deepcopy(model.state_dict())
     # The kept model's prediction, reused at the end when its slices are still the ones labelled.
     best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
-    best_from, kept_step = "the starting model", None
+    best_from, kept_step, new_best = "the starting model", None, True
     if s.adabn:
         adabn(model, images, dev, s.crop, seed=s.seed)
     yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
@@ -109,7 +109,7 @@ def adapt(
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
         if score > best_score or s.selection == "last":
             best_score, best_state, best_pred = score, copy.deepcopy(model.state_dict()), pred
-            best_from, kept_step = f"step {step}", step
+            best_from, kept_step, new_best = f"step {step}", step, True
         if stage == "final" or (stop is not None and stop()):
             break
         if anchors is None:  # frozen once from the starting model: the budget must not grow by itself
@@ -130,8 +130,10 @@ def adapt(
         protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
+                          kept_step=kept_step, best_state=best_state if new_best else None,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
                                   + ("" if trusted or not s.detection else " (the detector missed the clicks: not used to select)"))
+        new_best = False
         # Training share of this round: the remaining budget split over the remaining rounds.
         now = time.perf_counter()
         round_end = now + (budget - (now - t0)) / (len(rounds) - r_idx)

@@ -72,7 +72,8 @@ def validate_points(points, shape) -> tuple[np.ndarray, list[str]]:
     bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if bad.size:
         listed = "; ".join(f"click {i} {_fmt(arr[i])}" for i in bad[:10])
-        raise InputError(f"{bad.size} click(s) have missing (NaN) or infinite coordinates: {listed}.")
+        raise InputError(f"{bad.size} click(s) have missing (NaN) or infinite coordinates: {listed}; delete them "
+                         "or click those centres again.")
     vox = _round_half_up(arr)
     outside = np.flatnonzero(((vox < 0) | (vox >= np.asarray(shape))).any(axis=1))
     if outside.size:
@@ -113,7 +114,8 @@ def _read_csv(path: Path) -> np.ndarray:
         with open(path, newline="") as fh:
             rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
     except (UnicodeDecodeError, csv.Error):
-        raise InputError(f"{path}: not a text CSV file (is it a binary file with a .csv name?).") from None
+        raise InputError(f"{path}: not a text CSV file (is it a binary file with a .csv name?); save the Points "
+                         "layer from napari as CSV.") from None
     if not rows:
         raise InputError(
             f"{path}: the file is empty; expected a napari Points CSV (index,axis-0,axis-1,axis-2)."
@@ -140,7 +142,8 @@ def _read_csv(path: Path) -> np.ndarray:
         try:
             out[r] = [float(row[c]) for c in cols]
         except (ValueError, IndexError):
-            raise InputError(f"{path}, line {r + first_line}: cannot read coordinates from {row}.") from None
+            raise InputError(f"{path}, line {r + first_line}: cannot read coordinates from {row}; every row needs a "
+                             "number in each axis-N column (save the Points layer from napari again).") from None
     return out
 
 
@@ -151,7 +154,7 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"Points file not found: {path}")
+        raise InputError(f"Points file not found: {path}; check the path.")
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt"):
         return _read_csv(path)
@@ -159,9 +162,12 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
         try:
             arr = np.load(path, allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
-            raise InputError(f"{path}: not a readable .npy array ({exc}).") from None
+            # numpy's own text is left out: it advises allow_pickle=True, which would let the file run code
+            raise InputError(f"{path}: not a readable .npy array of numbers ({type(exc).__name__}); save the clicks "
+                             "with numpy.save or as a napari Points CSV.") from None
         if arr.dtype.kind not in "uif":
-            raise InputError(f"{path}: expected numeric coordinates, got dtype {arr.dtype}.")
+            raise InputError(f"{path}: expected numeric coordinates, got dtype {arr.dtype}; save an (N, 3) array of "
+                             "numbers (z, y, x).")
         return arr.astype(np.float64)
     raise InputError(
         f"{path}: unsupported points file type '{suffix}'; use a napari Points .csv or a .npy array."

@@ -4,6 +4,9 @@ given, and the adapted model it writes with its provenance.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 
 from ..data.checkpoint import LoadedModel
@@ -15,13 +18,21 @@ from .settings import AdaptReport, AdaptSettings
 def replay_planes(extras: dict, sigma: float) -> SlicePlanes:
     """Source training planes from the replay set that ships inside a checkpoint."""
     if "replay_images" not in extras:
-        raise ValueError("this model carries no source replay set; give labelled source data instead.")
+        raise ValueError("this model carries no source replay set, so it cannot be adapted; start from the shipped "
+                         "model or one made by `mito-wda pretrain` (or pass labelled source_data in the API).")
     planes = SlicePlanes()
     for img, m in zip(extras["replay_images"].numpy(), extras["replay_masks"].numpy()):
         planes.images.append(img.astype(np.float32) / 255.0)
         planes.masks.append(m.astype(np.uint8))
         planes.heats.append(centre_heatmap(m.shape, instance_centres(m == 1), sigma))
     return planes
+
+
+def with_state(loaded: LoadedModel, state: dict) -> LoadedModel:
+    """A copy of `loaded` holding the weights `state` (an AdaptReport's best_state), on the same device."""
+    model = copy.deepcopy(loaded.model)
+    model.load_state_dict(state)
+    return dataclasses.replace(loaded, model=model.eval())
 
 
 def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.ndarray | None, last: AdaptReport | None,

@@ -82,7 +82,10 @@ class AdaptReport:
     n_pseudo: int = 0                # pseudo-instances selected in this round
     prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
     message: str = ""
-    kept_step: int | None = None     # "done" only: the step whose model was kept; None = the starting model
+    kept_step: int | None = None     # "label"/"done": the step whose model is kept; None = the starting model
+    # "label" only, when the kept model changed since the previous "label" report (always on the first):
+    # its weights, for checkpoints written while it runs. Not a copy: read it, don't modify it.
+    best_state: dict | None = None
 
     @property
     def eta_s(self) -> float:

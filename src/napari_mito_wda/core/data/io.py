@@ -7,7 +7,10 @@ file unless asked to, so a full disk or a crash never leaves a half-written or l
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -35,12 +38,16 @@ def validate_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     """Return the image as (Z, Y, X); raise InputError for shapes/dtypes/values we cannot segment."""
     arr = np.asarray(data)
     if arr.dtype == bool or arr.dtype.kind not in "uif":
-        raise InputError(f"{name}: unsupported pixel type {arr.dtype}; expected 8/16-bit integers or floats.")
+        raise InputError(f"{name}: unsupported pixel type {arr.dtype}; expected 8/16-bit integers or floats, "
+                         "convert it (e.g. to 8-bit) first.")
     if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
         raise InputError(
             f"{name}: shape {arr.shape} looks like an RGB(A) image; convert it to grayscale first "
             "(EM data is single-channel)."
         )
+    if arr.size == 0:
+        raise InputError(f"{name}: holds no pixels (shape {arr.shape}); check that the file holds the stack "
+                         "and export it again.")
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
@@ -49,7 +56,8 @@ def validate_image(data: np.ndarray, name: str = "image") -> np.ndarray:
             f"{arr.shape}; split channels/time points first."
         )
     if min(arr.shape[1:]) < 16:
-        raise InputError(f"{name}: slices of {arr.shape[1]}x{arr.shape[2]} pixels are too small (need >= 16).")
+        raise InputError(f"{name}: slices of {arr.shape[1]}x{arr.shape[2]} pixels are too small (need at least "
+                         "16x16); give the full-size stack.")
     if arr.dtype.kind == "f":
         n_bad = int(np.count_nonzero(~np.isfinite(arr)))
         if n_bad:
@@ -118,21 +126,49 @@ def _imagej_spacing(tif) -> tuple[float, float, float] | None:
     return (pz * to_nm, px_y * to_nm, px_x * to_nm)
 
 
+NO_PAGES = "{path}: holds no readable image (a TIFF without pages, or damaged); export the stack again."
+
+
+def check_tiff_path(path: Path) -> None:
+    """One-line errors for a TIFF path that is missing or is a folder."""
+    if not path.exists():
+        raise InputError(f"{path}: no such file; check the path.")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; give a TIFF file.")
+
+
+def not_a_tiff(path, exc: BaseException) -> str:
+    """One line for a file tifffile cannot parse (junk bytes, an empty file, another format)."""
+    why = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{path}: cannot be read as a TIFF ({why}); check that it is a TIFF stack and export it again."
+
+
+@contextlib.contextmanager
+def quiet_tifffile():
+    """Silence tifffile's logged warnings while a file is read: our one-line error says it all."""
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def read_volume(path: str | os.PathLike) -> Volume:
     """Read a 2D/3D TIFF as (Z, Y, X) with its voxel size (nm) when the file records one."""
     import tifffile
 
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file.")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder; give a TIFF file.")
+    check_tiff_path(path)
     try:
-        with tifffile.TiffFile(path) as tif:
+        with quiet_tifffile(), tifffile.TiffFile(path) as tif:
             data = tif.asarray()
             voxel = _imagej_spacing(tif)
     except (tifffile.TiffFileError, ValueError, OSError) as exc:
-        raise InputError(f"{path}: cannot be read as a TIFF ({exc}).") from exc
+        raise InputError(not_a_tiff(path, exc)) from exc
+    except (IndexError, KeyError) as exc:  # tifffile on a file without a single image page
+        raise InputError(NO_PAGES.format(path=path)) from exc
     data = validate_image(np.squeeze(data) if data.ndim > 3 else data, name=str(path))
     return Volume(data=data, voxel_size=voxel, path=str(path))
 
@@ -157,7 +193,7 @@ def atomic_write(path: Path, writer, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; choose another name or pass overwrite (--overwrite).")
     if not path.parent.exists():
-        raise InputError(f"{path.parent}: output folder does not exist.")
+        raise InputError(f"{path.parent}: output folder does not exist; create it or choose another output path.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:
@@ -167,12 +203,21 @@ def atomic_write(path: Path, writer, overwrite: bool) -> Path:
     except OSError as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise OSError(f"could not write {path}: {exc.strerror or exc} (nothing was overwritten)") from exc
+        raise OSError(f"could not write {path}: {exc.strerror or exc} (nothing was overwritten){_write_hint(exc)}") from exc
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
     return path
+
+
+def _write_hint(exc: OSError) -> str:
+    """What to do about a failed write, for the errors users meet."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "; free disk space or choose another folder."
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "; choose a folder you can write to."
+    return "."
 
 
 def write_labels_tiff(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -38,3 +39,19 @@ def provenance() -> dict:
     from ... import __version__
 
     return {"plugin_version": __version__, "commit": git_commit(), "date": now_iso(), "machine": machine()}
+
+
+def strip_machine_paths(meta):
+    """A copy of a model card whose absolute paths keep only their last folder and name.
+
+    A card travels with the model to other people and machines: "/home/alice/data/vnc3/image.tif" tells
+    them nothing they can open and something about Alice's disk; "vnc3/image.tif" still names the data.
+    """
+    if isinstance(meta, dict):
+        return {k: strip_machine_paths(v) for k, v in meta.items()}
+    if isinstance(meta, (list, tuple)):
+        return [strip_machine_paths(v) for v in meta]
+    if isinstance(meta, str) and os.path.isabs(meta) and "\n" not in meta:
+        parts = Path(meta).parts[1:]
+        return "/".join(parts[-2:]) if parts else meta
+    return meta

@@ -1,7 +1,9 @@
-"""Tiled inference over slices and volumes: overlap blending, optional flip averaging.
+"""Inference over slices and volumes, on the halo-exact tiling of `tiling.py`.
 
-Memory is bounded by the tile size: each slice is cut into tiles at the network's working resolution,
-predicted in small batches and blended with a window that fades towards tile borders (no seams).
+In memory and in chunks (`chunked.segment_to_zarr`) a slice is cut into the same kind of tiles: each
+tile's core is kept and its halo covers the network's receptive field, so the answer does not depend
+on where tiles or chunks fall, and a TIFF and a zarr store of one volume give the same instances.
+Memory is bounded by the tile size (max_core working pixels a side) and by slices per call.
 """
 
 from __future__ import annotations
@@ -12,43 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.io import normalize_slice, validate_image
+from ..data.io import intensity_range, sample_strides, validate_image
 from .device import DeviceInfo, pick_device
 from .model import MultiTaskUNet
-
-
-def _ramp(n: int, overlap: int) -> np.ndarray:
-    """1D blending weights: rise over `overlap` pixels at both ends, never exactly zero."""
-    w = np.ones(n, dtype=np.float32)
-    if overlap > 0:
-        r = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
-        w[:overlap] = np.minimum(w[:overlap], r)
-        w[-overlap:] = np.minimum(w[-overlap:], r[::-1])
-    return w
-
-
-def _starts(size: int, tile: int, overlap: int) -> list[int]:
-    if size <= tile:
-        return [0]
-    step = tile - overlap
-    starts = list(range(0, size - tile, step)) + [size - tile]
-    return sorted(set(starts))
-
-
-def _forward(model: MultiTaskUNet, batch: torch.Tensor, dev: DeviceInfo, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Segmentation logits and heatmaps for a batch, averaged over 4 flips when asked."""
-    variants = [(), (-1,), (-2,), (-2, -1)] if flips else [()]
-    seg_sum = det_sum = 0
-    for dims in variants:
-        x = torch.flip(batch, dims) if dims else batch
-        with dev.autocast():
-            out = model(x.contiguous(memory_format=torch.channels_last))
-        seg, det = out["seg"].float(), out["det"].float()
-        if dims:
-            seg, det = torch.flip(seg, dims), torch.flip(det, dims)
-        seg_sum = seg_sum + seg
-        det_sum = det_sum + det
-    return seg_sum / len(variants), det_sum / len(variants)
+from .tiling import _forward, predict_region, predict_working_exact  # noqa: F401 (_forward: profile_alloc.py)
 
 
 @torch.no_grad()
@@ -56,34 +25,14 @@ def predict_working(
     model: MultiTaskUNet,
     img: np.ndarray,
     dev: DeviceInfo,
-    tile: int = 512,
-    overlap: int = 64,
+    max_core: int = 1024,
     flips: bool = False,
-    batch_size: int = 4,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Seg logits and heatmap of a normalised 2D image already at the network's working resolution."""
-    h, w = img.shape
-    m = model.multiple
-    tile = max(m, (tile // m) * m)
-    th, tw = min(tile, -(-h // m) * m), min(tile, -(-w // m) * m)
-    # Reflect-pad so every tile is full-sized and a multiple of the network stride.
-    ph, pw = max(th, h), max(tw, w)
-    padded = np.pad(img, ((0, ph - h), (0, pw - w)), mode="reflect" if min(h, w) > 1 else "edge")
-    weight = np.outer(_ramp(th, overlap if ph > th else 0), _ramp(tw, overlap if pw > tw else 0))
-    logit = np.zeros((ph, pw), np.float32)
-    heat = np.zeros((ph, pw), np.float32)
-    norm = np.zeros((ph, pw), np.float32)
-    boxes = [(y, x) for y in _starts(ph, th, overlap) for x in _starts(pw, tw, overlap)]
-    for i in range(0, len(boxes), batch_size):
-        chunk = boxes[i : i + batch_size]
-        batch = torch.from_numpy(np.stack([padded[y : y + th, x : x + tw] for y, x in chunk])[:, None])
-        seg, det = _forward(model, batch.to(dev.device), dev, flips)
-        seg, det = seg[:, 0].cpu().numpy(), det[:, 0].cpu().numpy()
-        for k, (y, x) in enumerate(chunk):
-            logit[y : y + th, x : x + tw] += seg[k] * weight
-            heat[y : y + th, x : x + tw] += det[k] * weight
-            norm[y : y + th, x : x + tw] += weight
-    return (logit / norm)[:h, :w], (heat / norm)[:h, :w]
+    """Seg logits and heatmap of a normalised 2D image already at the network's working resolution.
+
+    The same tiles as `predict_volume` (adaptation's previews and pseudo-labels see what prediction will).
+    """
+    return predict_working_exact(model, img, dev, max_core=max_core, flips=flips)
 
 
 def to_working(img: np.ndarray, factor: int) -> np.ndarray:
@@ -102,15 +51,32 @@ def to_full(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return F.interpolate(t, size=tuple(shape), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
+def _normaliser(raw: np.ndarray, ranges: list[tuple[float, float]]) -> Callable:
+    """read(ya, yb, xa, xb) for `predict_region`: normalised windows of raw (nz, H, W) slices.
+
+    The arithmetic of io.apply_range (float32 (x - lo) / (hi - lo), clipped; a constant slice -> 0),
+    which the chunked path applies, in torch and in place: IEEE subtraction and division give the
+    same bits, in fewer passes over the slice.
+    """
+    lo = torch.tensor([r[0] for r in ranges], dtype=torch.float32)[:, None, None]
+    span = torch.tensor([r[1] - r[0] for r in ranges], dtype=torch.float32)[:, None, None]
+    flat = [k for k, r in enumerate(ranges) if r[1] - r[0] < 1e-8]
+
+    def read(ya, yb, xa, xb):
+        # A copy even of float32 input: the in-place arithmetic below must not touch the caller's image.
+        x = torch.from_numpy(np.ascontiguousarray(raw[:, ya:yb, xa:xb])).to(torch.float32, copy=True)
+        x = x.sub_(lo).div_(span).clamp_(0.0, 1.0)
+        if flat:
+            x[flat] = 0.0
+        return x
+
+    return read
+
+
 def predict_slice(model: MultiTaskUNet, img: np.ndarray, dev: DeviceInfo | None = None, normalized: bool = False, **kw):
     """Mito probability and centre heatmap (both float32, slice shape) of one 2D slice."""
-    dev = dev or pick_device()
-    norm = img if normalized else normalize_slice(img)
-    factor = model.config.downsample
-    small = to_working(norm.astype(np.float32, copy=False), factor)
-    logit, heat = predict_working(model, small, dev, **kw)
-    prob = 1.0 / (1.0 + np.exp(-to_full(logit, norm.shape)))
-    return prob.astype(np.float32), to_full(heat, norm.shape).astype(np.float32)
+    prob, heat = predict_volume(model, np.asarray(img)[None], dev, normalized=normalized, **kw)
+    return prob[0], heat[0]
 
 
 def predict_volume(
@@ -120,16 +86,43 @@ def predict_volume(
     progress: Callable[[int, int], None] | None = None,
     out_prob: np.ndarray | None = None,
     out_heat: np.ndarray | None = None,
-    **kw,
+    flips: bool = False,
+    max_core: int = 1024,
+    slices_per_call: int = 1,
+    normalized: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Predict every slice of a raw (Z, Y, X) stack; outputs may be given (e.g. memory-mapped arrays)."""
+    """Predict every slice of a raw (Z, Y, X) stack; outputs may be given (e.g. memory-mapped arrays).
+
+    Per slice: the intensity range of the strided subsample (as io.normalize_slice and the chunked
+    path), then `tiling.predict_region` over the whole slice. normalized=True: slices already in [0, 1].
+    """
     volume = validate_image(volume)
     dev = dev or pick_device()
     model.eval()
+    Z, H, W = volume.shape
     prob = out_prob if out_prob is not None else np.zeros(volume.shape, np.float32)
     heat = out_heat if out_heat is not None else np.zeros(volume.shape, np.float32)
-    for z in range(volume.shape[0]):
-        prob[z], heat[z] = predict_slice(model, volume[z], dev, **kw)
-        if progress is not None:
-            progress(z + 1, volume.shape[0])
+    sy, sx = sample_strides((H, W))
+    step = max(1, slices_per_call)
+    # One autocast context over the stack keeps the weights cast to bf16 from slice to slice (leaving
+    # the outermost context drops them: ~1.3 ms a slice); only the network's ops are autocast-eligible.
+    with dev.autocast():
+        for z0 in range(0, Z, step):
+            raw = volume[z0 : z0 + step]
+            n = len(raw)
+            if normalized:
+                read = lambda ya, yb, xa, xb: np.asarray(raw[:, ya:yb, xa:xb], np.float32)  # noqa: E731
+            else:
+                read = _normaliser(raw, [intensity_range(s[::sy, ::sx]) for s in raw])
+            # Write straight into the outputs when they are plain float32 arrays (else through a copy).
+            dst = (prob[z0 : z0 + n], heat[z0 : z0 + n])
+            direct = all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
+                         for a in dst)
+            p, h = predict_region(model, read, (H, W), (0, H, 0, W), dev, max_core=max_core, flips=flips,
+                                  batch_size=step, out=dst if direct else None)
+            if not direct:
+                prob[z0 : z0 + n], heat[z0 : z0 + n] = p, h
+            if progress is not None:
+                for z in range(z0, z0 + n):
+                    progress(z + 1, Z)
     return prob, heat

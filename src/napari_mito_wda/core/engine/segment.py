@@ -30,11 +30,17 @@ def segment_volume(
     link_3d: bool = False,
     threshold: float = 0.5,
     min_size: int = 64,
+    max_core: int = 1024,
 ) -> Segmentation:
-    """Instances of a raw (Z, Y, X) or (Y, X) image with the given (default: shipped) model."""
+    """Instances of a raw (Z, Y, X) or (Y, X) image with the given (default: shipped) model.
+
+    The same tiling as the chunked path (max_core: a tile's core in working pixels, i.e. memory; the
+    result does not depend on it), so a TIFF and a zarr store of one volume give the same instances.
+    """
     image = validate_image(image)
     device = device or pick_device()
     model = model or load_model(device=device.device)
-    prob, heat = predict_volume(model.model, image, device, progress=progress, flips=flips)
+    prob, heat = predict_volume(model.model, image, device, progress=progress, flips=flips,
+                                max_core=max_core)
     labels = instances_volume(prob, heat, link_3d=link_3d, threshold=threshold, min_size=min_size)
     return Segmentation(labels=labels.astype(labels_dtype(labels)), prob=prob, heat=heat)

@@ -16,7 +16,7 @@ import torch
 
 from ..data.checkpoint import file_sha256, save_checkpoint
 from ..data.io import InputError, read_volume, write_json
-from ..data.provenance import provenance
+from ..data.provenance import provenance, strip_machine_paths
 from ..engine.device import pick_device
 from ..engine.inference import predict_volume
 from ..engine.instances import instances_volume
@@ -127,7 +127,7 @@ def pretrain(
         prob, heat = predict_volume(model, vol.data[n - holdout :], dev)
         inst = instances_volume(prob, heat)
         metrics = {k: v for k, v in evaluate_volume(inst, lab.data[n - holdout :], per_slice=False).items()}
-    card = {
+    card = strip_machine_paths({
         "name": out.stem,
         "task": "mitochondria segmentation + centre detection, 2D, EM",
         "training_data": {
@@ -144,7 +144,7 @@ def pretrain(
         "initialised_from": start_card,
         "total_steps": (last.step if last else 0) + _total(start_card, "steps"),
         "total_wall_time_s": round(wall + _total(start_card, "wall_time_s"), 1),
-    } | provenance()
+    } | provenance())
     extras = replay_set(train, n=8, crop=settings.crop, seed=settings.seed)
     extras["source_prototypes"] = class_prototypes(model, train, dev)
     save_checkpoint(out, model.cpu(), meta=card, extras=extras, overwrite=overwrite, half=True)

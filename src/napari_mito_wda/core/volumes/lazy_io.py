@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import InputError, _imagej_spacing
+from ..data.io import NO_PAGES, InputError, _imagej_spacing, check_tiff_path, not_a_tiff, quiet_tifffile
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIXES = (".zarr", ".zr", ".ome.zarr")
@@ -76,7 +76,14 @@ class LazyVolume:
 def _check(shape, dtype, name: str) -> tuple[tuple[int, int, int], bool]:
     dtype = np.dtype(dtype)
     if dtype == bool or dtype.kind not in "uif":
-        raise InputError(f"{name}: unsupported pixel type {dtype}; expected 8/16-bit integers or floats.")
+        raise InputError(f"{name}: unsupported pixel type {dtype}; expected 8/16-bit integers or floats, "
+                         "convert it (e.g. to 8-bit) first.")
+    if 0 in tuple(shape):
+        raise InputError(f"{name}: holds no pixels (shape {tuple(shape)}); check that the file holds the stack "
+                         "and export it again.")
+    if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4:  # as io.validate_image
+        raise InputError(f"{name}: shape {tuple(shape)} looks like an RGB(A) image; convert it to grayscale first "
+                         "(EM data is single-channel).")
     if len(shape) == 2:
         shape, squeeze = (1, *shape), True
     elif len(shape) == 3:
@@ -87,7 +94,8 @@ def _check(shape, dtype, name: str) -> tuple[tuple[int, int, int], bool]:
             f"{tuple(shape)}; split channels/time points first."
         )
     if min(shape[1:]) < 16:
-        raise InputError(f"{name}: slices of {shape[1]}x{shape[2]} pixels are too small (need >= 16).")
+        raise InputError(f"{name}: slices of {shape[1]}x{shape[2]} pixels are too small (need at least 16x16); "
+                         "give the full-size stack.")
     return tuple(int(s) for s in shape), squeeze
 
 
@@ -97,13 +105,17 @@ def _open_array(path: str, kind: str, dataset: str | None):
         import tifffile
         import zarr
 
+        check_tiff_path(Path(path))
         try:
-            with tifffile.TiffFile(path) as tif:
-                voxel = _imagej_spacing(tif)
-            store = tifffile.imread(path, aszarr=True)
-            arr = zarr.open(store, mode="r")
-        except (tifffile.TiffFileError, ValueError, OSError, KeyError) as exc:
-            raise InputError(f"{path}: cannot be read as a TIFF ({exc}).") from exc
+            with quiet_tifffile():
+                with tifffile.TiffFile(path) as tif:
+                    voxel = _imagej_spacing(tif)
+                store = tifffile.imread(path, aszarr=True)
+                arr = zarr.open(store, mode="r")
+        except (IndexError, KeyError) as exc:  # tifffile on a file without a single image page
+            raise InputError(NO_PAGES.format(path=path)) from exc
+        except (tifffile.TiffFileError, ValueError, OSError) as exc:
+            raise InputError(not_a_tiff(path, exc)) from exc
         if not hasattr(arr, "shape"):  # a pyramid: level 0 is the full resolution
             arr = arr["0"]
         return arr, voxel, tuple(arr.chunks), None
@@ -113,7 +125,9 @@ def _open_array(path: str, kind: str, dataset: str | None):
         try:
             node = zarr.open(path, mode="r")
         except Exception as exc:  # zarr raises several types for a folder that is not a store
-            raise InputError(f"{path}: cannot be opened as a zarr store ({exc}).") from exc
+            why = " ".join(str(exc).split())
+            raise InputError(f"{path}: cannot be opened as a zarr store ({why}); give the folder of a zarr array "
+                             "or group (zarr v2/v3, OME-Zarr).") from exc
         arr, name = _pick_zarr_array(node, dataset, path)
         voxel = _voxel_from_attrs(dict(arr.attrs)) or _voxel_from_attrs(dict(node.attrs), name)
         return arr, voxel, tuple(arr.chunks), name
@@ -123,7 +137,9 @@ def _open_array(path: str, kind: str, dataset: str | None):
         try:
             fh = h5py.File(path, "r")
         except OSError as exc:
-            raise InputError(f"{path}: cannot be opened as HDF5 ({exc}).") from exc
+            why = " ".join(str(exc).split())
+            raise InputError(f"{path}: cannot be opened as HDF5 ({why}); check that it is an HDF5 file and copy "
+                             "it again.") from exc
         names = []
         fh.visititems(lambda n, obj: names.append(n) if isinstance(obj, h5py.Dataset) and obj.ndim in (2, 3) else None)
         if dataset is None:
@@ -186,7 +202,7 @@ def open_volume(source, dataset: str | None = None) -> LazyVolume:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.exists():
-            raise InputError(f"{path}: no such file or folder.")
+            raise InputError(f"{path}: no such file or folder; check the path.")
         kind = volume_kind(path)
         if kind is None:
             raise InputError(f"{path}: not a TIFF, zarr or HDF5 volume (use .tif, .zarr or .h5).")

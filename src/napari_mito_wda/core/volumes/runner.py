@@ -73,7 +73,12 @@ class Runner:
         from distributed import Client, LocalCluster
 
         if s.scheduler:
-            self.client = Client(s.scheduler, set_as_default=False)
+            try:
+                self.client = Client(s.scheduler, set_as_default=False)
+            except OSError as exc:  # TimeoutError, refused: one line saying what to do
+                raise OSError(f"could not reach the dask scheduler at {s.scheduler} ({' '.join(str(exc).split())}); "
+                              "start it first or check the address (--scheduler), or leave --scheduler out for a "
+                              "local cluster.") from None
         else:
             if s.workers < 1 or s.threads_per_worker < 1:
                 raise ValueError("workers and threads per worker must be >= 1")
