@@ -35,6 +35,10 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--init", default=None, help="continue training from this checkpoint")
+    ap.add_argument("--scale", default="0.8,1.25", help="random zoom range of the crops, e.g. 0.5,2")
+    ap.add_argument("--det-pos-weight", type=float, default=0.0,
+                    help="detection MSE weighted 1 + W * target (0 = plain MSE)")
+    ap.add_argument("--augment", type=float, default=1.0, help="intensity-augmentation strength")
     ap.add_argument("--recard", action="store_true", help="rewrite the card of --out only (no training)")
     a = ap.parse_args()
     if a.recard:
@@ -44,6 +48,8 @@ if __name__ == "__main__":
         write_json(out.with_suffix(".json"), card, overwrite=True)
         raise SystemExit(f"rewrote the card of {out}")
     pretrain(
-        a.image, a.labels, a.out, settings=FitSettings(minutes=a.minutes, seed=a.seed, lr=a.lr), holdout=a.holdout,
+        a.image, a.labels, a.out, settings=FitSettings(
+            minutes=a.minutes, seed=a.seed, lr=a.lr, augment=a.augment, det_pos_weight=a.det_pos_weight,
+            scale=tuple(float(v) for v in a.scale.split(","))), holdout=a.holdout,
         threads=a.threads, overwrite=True, voxel_size=tuple(float(v) for v in a.voxel_size.split(",")), init=a.init,
     )

@@ -73,3 +73,37 @@ def test_crops_never_turn_ignored_borders_into_foreground():
     for _ in range(20):
         _, lab, _ = crop_sample(rng, img, label, [], crop=48, augment=1.0)
         assert set(np.unique(lab)) <= {0, IGNORE} and (lab == IGNORE).any()
+
+
+def test_weighted_detection_loss_makes_a_missed_peak_cost_more_than_plain_mse():
+    import torch
+
+    from napari_mito_wda.core.training.supervised import detection_loss
+    from napari_mito_wda.core.training.targets import centre_heatmap
+
+    target = torch.from_numpy(centre_heatmap((64, 64), np.array([[32.0, 32.0]]), 3.0))[None, None]
+    flat = torch.zeros_like(target)  # a detector that never fires
+    half = 0.5 * target              # peaks at half height, as the shipped source model's do
+    # plain MSE: the silent detector is almost as good as a half-height one, both tiny next to the seg loss
+    assert detection_loss(flat, target) < 0.01 and detection_loss(half, target) < 0.01
+    weighted_flat = float(detection_loss(flat, target, 20.0))
+    weighted_half = float(detection_loss(half, target, 20.0))
+    assert weighted_flat > 10 * detection_loss(flat, target)
+    assert weighted_half == pytest.approx(weighted_flat / 4, rel=1e-5)  # the error halves at every pixel
+    assert detection_loss(target, target, 20.0) == 0
+    assert detection_loss(half, target, 0.0) == torch.nn.functional.mse_loss(half, target)
+
+
+def test_crop_zoom_range_reaches_the_crops():
+    from napari_mito_wda.core.training.supervised import crop_sample
+
+    rng = np.random.default_rng(0)
+    label = np.zeros((256, 256), np.uint8)
+    label[96:160, 96:160] = 1  # a 64-px square: its area in a 64-px crop tells the zoom
+    areas = {s: [] for s in ((0.5, 0.5), (2.0, 2.0))}
+    for s in areas:
+        for _ in range(8):
+            _, lab, _ = crop_sample(rng, np.zeros((256, 256), np.float32), label, [], 64, 0.0, scale=s)
+            areas[s].append((lab == 1).mean())
+    # zoom 2 shows 128 px in 64 (the square fills at most a quarter); zoom 0.5 shows 32 px
+    assert max(areas[(2.0, 2.0)]) <= 0.26 and max(areas[(0.5, 0.5)]) > 0.5
