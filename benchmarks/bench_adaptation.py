@@ -155,7 +155,8 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
         from napari_mito_wda.core.training.supervised import FitSettings, fit, prepare_slices
 
         planes = prepare_slices(train, train_lab, loaded.model.config.downsample, 6.0)
-        for rep in fit(planes, FitSettings(minutes=minutes, lr=1e-3, seed=seed, max_iters=iters or 100_000), model=loaded.model, dev=dev):
+        fit_settings = FitSettings(minutes=minutes, lr=1e-3, seed=seed, max_iters=iters or 100_000)
+        for rep in fit(planes, fit_settings, model=loaded.model, dev=dev):
             steps = rep.step
     elif over.get("adabn_only"):
         f = loaded.model.config.downsample
@@ -181,7 +182,8 @@ def child(row: str, minutes: float, seed: int, test_slices: int, threads: int, c
     from napari_mito_wda.core.data.provenance import provenance
 
     prov = provenance()
-    return m | {"commit": prov["commit"], "date": prov["date"][:10], "row": row, "seed": seed, "minutes": minutes, "adapt_s": adapt_s, "steps": steps,
+    return m | {"commit": prov["commit"], "date": prov["date"][:10], "row": row, "seed": seed, "minutes": minutes,
+                "adapt_s": adapt_s, "steps": steps,
                 "n_clicks": 0 if clicks is None else len(clicks), "test_slices": test_slices,
                 "peak_rss_mb": peak_rss_mb(), "device": dev.describe(), "threads": threads,
                 "concurrent": concurrent, "max_iters": iters, "method": METHOD_VERSION,
@@ -207,24 +209,26 @@ def render(results: list[dict]) -> str:
 
     from napari_mito_wda.core.data.provenance import provenance
 
-    rows, own_rows = [], []
+    rows, own_rows, shown = [], [], []
     for name, (_, _, desc) in ROWS.items():
-        # Rows that adapt are grouped by the code version that measured them, the current one first;
-        # source, AdaBN-only and supervised do not run the adaptation loop: one row whatever the version.
+        # A row that adapts shows its latest measurement only: the runs of the newest code version that
+        # measured it (older versions' rows: the raw results and docs/journal.md). Source, AdaBN-only and
+        # supervised do not run the adaptation loop: all their runs count whatever the version.
         adapts = name not in ("source", "adabn", "supervised")
-        versions = sorted({r.get("method", 1) for r in results if r["row"] == name}, reverse=True)
-        for ver in versions if adapts else [None]:
-            rs = [r for r in results if r["row"] == name and (ver is None or r.get("method", 1) == ver)]
-            if not rs:
-                continue
-            label = desc if ver in (None, METHOD_VERSION) else f"{desc} [v{ver} code]"
-            (own_rows if name in OWN_BUDGET else rows).append(_table_row(label, rs))
+        mine = [r for r in results if r["row"] == name]
+        if not mine:
+            continue
+        ver = max(r.get("method", 1) for r in mine) if adapts else None
+        rs = [r for r in mine if ver is None or r.get("method", 1) == ver]
+        label = desc if ver in (None, METHOD_VERSION) else f"{desc} [v{ver} code]"
+        (own_rows if name in OWN_BUDGET else rows).append(_table_row(label, rs))
+        shown += rs
     prov = provenance()
     # The shared budget is that of the rows not measured under their own.
     r0 = next((r for r in results if r["row"] not in OWN_BUDGET), results[0])
     # Older versions ran at many commits: name those of the current code, the rest are in the raw results.
-    commits = ", ".join(sorted({r.get("commit", "?") for r in results if r.get("method") == METHOD_VERSION}))
-    dates = ", ".join(sorted({r.get("date", "?") for r in results}))
+    commits = ", ".join(sorted({r.get("commit", "?") for r in shown if r.get("method") == METHOD_VERSION}))
+    dates = ", ".join(sorted({r.get("date", "?") for r in shown}))
     if r0.get("max_iters"):
         budget = (f"{r0['max_iters']} training iterations per row (an iteration budget, so that CPU contention "
                   f"cannot shrink it; the wall time it took is in the table), on {r0['device']}")
@@ -246,12 +250,12 @@ Lucchi test slices (pooled Dice/IoU; AJI/PQ per slice on 2D components; the flip
 adapted model with the 4-flip averaging that `mito-wda predict --flips` and the widget offer; "-" where
 it was not measured). Clicks simulated at the innermost
 pixel of 15% of the 2D objects of every train slice (fixed seed), or 50 clicks on 5 slices. ± is the standard
-deviation over runs (seeds 0, 1, 2; a seed run twice counts twice). Rows with one run are single measurements. Every adapting row starts with AdaBN and,
-unless marked "mixed", lets only target batches update the BatchNorm running statistics (the default
-since the first measurement showed mixing undoes AdaBN). The naive row is the baseline of method.md's
-lessons (which scored 0.31 there with a much weaker source model); here it trains with the same loop,
-AdaBN and source replay, only its pseudo-labels differ. Rows marked [v1 code] were measured before the
-current version {METHOD_VERSION} of the adaptation (see METHOD_VERSION in the script for what changed).
+deviation over runs (seeds 0, 1, 2; a seed run twice counts twice); rows with one run are single measurements.
+Every adapting row starts with AdaBN and lets only target batches update the BatchNorm running statistics.
+The naive row (click disks = mito) trains with the same loop, AdaBN and source replay; only its pseudo-labels
+differ. Each row shows its latest measurement: the current adaptation is version {METHOD_VERSION}, and a row
+marked [vN code] was last measured with version N (METHOD_VERSION in the script says what changed; the
+rows of earlier versions are in `docs/journal.md` and the raw results).
 
 **The issue's budget: 15 minutes alone on this machine.**
 
@@ -263,9 +267,11 @@ current version {METHOD_VERSION} of the adaptation (see METHOD_VERSION in the sc
 
 Measured {dates} on {prov['machine']}, the rows of the current code (v{METHOD_VERSION}) at commits {commits or '-'}
 (each result's commit is in the raw results); the second table with {r0.get('threads', 2)} torch
-thread(s) per row, {r0.get('concurrent', 1)} row(s) running side by side (the iterations column shows what the budget bought).
+thread(s) per row, {r0.get('concurrent', 1)} row(s) running side by side \
+(the iterations column shows what the budget bought).
 Reproduce:
-`.venv/bin/python benchmarks/bench_adaptation.py {cmd_budget} --test-slices {r0['test_slices']} --threads {r0.get('threads', 2)}`
+`.venv/bin/python benchmarks/bench_adaptation.py {cmd_budget} --test-slices {r0['test_slices']} \
+--threads {r0.get('threads', 2)}`
 (raw results: `benchmarks/results/adaptation_results.jsonl`).
 """
 

@@ -121,7 +121,8 @@ def main() -> None:
     chunks = tuple(int(v) for v in a.chunks.split(",")) if a.chunks else (QUICK_CHUNKS if a.quick else FULL_CHUNKS)
     if a.child:
         shape = tuple(int(v) for v in a.shape.split(","))
-        out = child_inmemory(shape) if a.mode == "inmemory" else child_chunked(shape, a.workers, chunks, a.instance_halo)
+        out = (child_inmemory(shape) if a.mode == "inmemory"
+               else child_chunked(shape, a.workers, chunks, a.instance_halo))
         print(json.dumps(out))
         return
     sizes = QUICK if a.quick else FULL
@@ -152,7 +153,8 @@ def main() -> None:
                                                    "commit": prov["commit"], "date": prov["date"]}) + "\n")
             rel = r["voxels_per_s"] / base["voxels_per_s"]
             rel_same = f"{r['voxels_per_s'] / same['voxels_per_s']:.2f}" if same else "-"
-            print(name, workers, "workers", json.dumps(r), f"throughput vs in-memory {rel:.2f} ({rel_same})", flush=True)
+            print(name, workers, "workers", json.dumps(r), f"throughput vs in-memory {rel:.2f} ({rel_same})",
+                  flush=True)
             st = r["stage_s"]
             rows.append([name, "x".join(map(str, shape)), workers, r["n_chunks"], f"{r['wall_s']:.1f}",
                          f"{r['voxels_per_s'] / 1e6:.2f}", f"{rel:.2f} / {rel_same}",
@@ -160,7 +162,8 @@ def main() -> None:
                          f"{r['client_peak_mb']:.0f}", " + ".join(f"{m:.0f}" for m in r["worker_peak_mb"]),
                          f"{r['startup_s']:.0f}", r["n_instances"], r["cut_objects"]])
     total_min = (time.perf_counter() - t_all) / 60
-    table = markdown_table(["volume", "Z x Y x X", "workers", "chunks", "wall s", "Mvoxel/s", "vs in-memory (768x1024 / 4096² slices)",
+    table = markdown_table(["volume", "Z x Y x X", "workers", "chunks", "wall s", "Mvoxel/s",
+                            "vs in-memory (768x1024 / 4096² slices)",
                             "predict / instances / relabel s", "client peak MB", "worker peak MB",
                             "cluster start s", "instances", "cut objects"], rows)
     print(table)
@@ -178,36 +181,43 @@ def main() -> None:
 def _section(table, base, same, raw, chunks, halo, prov, total_min) -> str:
     big = max(raw, key=lambda r: (r["shape"][0], -r["workers"]))
     per_chunk_net = big["stage_s"].get("predict", 0) / big["n_chunks"] * big["workers"]
-    per_chunk_post = (big["stage_s"].get("instances", 0) + big["stage_s"].get("relabel", 0)) / big["n_chunks"] * big["workers"]
+    post_s = big["stage_s"].get("instances", 0) + big["stage_s"].get("relabel", 0)
+    per_chunk_post = post_s / big["n_chunks"] * big["workers"]
     chunk_vox = chunks[0] * chunks[1] * chunks[2]
     mitoem_chunks = 16e9 / chunk_vox
+    sizes = " --sizes " + ",".join(r["size"] for r in raw[::2]) if len(raw) < 6 else ""
     return f"""## Volumes larger than memory: chunked segmentation on dask.distributed
 
 Synthetic EM-like volumes made lazily by the workers (`core/volumes/synthetic_lazy.py`; no input file), slices of
 4096 x 4096 as in MitoEM, chunks {" x ".join(map(str, chunks))} (each chunk pays the network halo on its 2
-inner sides: 112 working = 224 full pixels, see `core/engine/tiling.py`), instance halo {halo} px, shipped model, CPU fp32.
+inner sides: 112 working = 224 full pixels, see `core/engine/tiling.py`), instance halo {halo} px, \
+shipped model, CPU fp32.
 LocalCluster of worker processes with 1 thread each and 2 / workers torch threads, started with the glibc
 malloc environment of `mito-wda predict` (`runner.worker_malloc_env`), on this 2-core machine;
 the output zarr (labels; prob and heat kept during the run) went to a temporary folder, deleted after.
 Wall time excludes the cluster start (given apart). Peak MB = peak resident memory of each process
 (client includes the scheduler). "vs in-memory" = throughput relative to `segment_volume` on the same
 kind of data, 2 threads: on slices of 768 x 1024 (one network tile each, no overlap):
-{base['voxels_per_s'] / 1e6:.2f} Mvoxel/s, peak {base['peak_mb']:.0f} MB; and on slices of 4096 x 4096 like the chunked runs
+{base['voxels_per_s'] / 1e6:.2f} Mvoxel/s, peak {base['peak_mb']:.0f} MB; \
+and on slices of 4096 x 4096 like the chunked runs
 (blended 512-pixel tiles): {same['voxels_per_s'] / 1e6:.2f} Mvoxel/s, peak {same['peak_mb']:.0f} MB.
 
 {table}
 
 Per chunk of {chunk_vox / 1e6:.1f} Mvoxel (largest run): network {per_chunk_net:.1f} s, instances + relabel
 {per_chunk_post:.1f} s of one worker. Projection (on paper) for one MitoEM volume (1000 x 4096 x 4096 = 16
-GVoxel, {mitoem_chunks:.0f} such chunks): on CPU workers like these, {mitoem_chunks * (per_chunk_net + per_chunk_post) / 3600:.0f} worker-hours.
+GVoxel, {mitoem_chunks:.0f} such chunks): on CPU workers like these, \
+{mitoem_chunks * (per_chunk_net + per_chunk_post) / 3600:.0f} worker-hours.
 On N GPU workers the network part shrinks by the GPU's speed-up S over this CPU (not measured here;
 S of order 50-100 for a U-Net this size on a current GPU in bf16 is an assumption), while instances and
-relabelling stay on the worker's CPU cores: time = {mitoem_chunks:.0f} x ({per_chunk_net:.1f} / S + {per_chunk_post:.1f} / c) s / N
+relabelling stay on the worker's CPU cores: \
+time = {mitoem_chunks:.0f} x ({per_chunk_net:.1f} / S + {per_chunk_post:.1f} / c) s / N
 with c CPU cores per worker used for post-processing, e.g. N = 4, S = 50, c = 8:
-{mitoem_chunks * (per_chunk_net / 50 + per_chunk_post / 8) / 4 / 60:.0f} min. Post-processing then dominates; threads_per_worker = c runs c chunks' post-processing at once.
+{mitoem_chunks * (per_chunk_net / 50 + per_chunk_post / 8) / 4 / 60:.0f} min. Post-processing then dominates; \
+threads_per_worker = c runs c chunks' post-processing at once.
 
 Measured {prov['date']} at commit {prov['commit']} on {prov['machine']} ({total_min:.0f} min in all). Reproduce:
-`.venv/bin/python benchmarks/bench_large.py{' --sizes ' + ','.join(r['size'] for r in raw[::2]) if len(raw) < 6 else ''}` (quick smoke test: `--quick`).
+`.venv/bin/python benchmarks/bench_large.py{sizes}` (quick smoke test: `--quick`).
 """
 
 

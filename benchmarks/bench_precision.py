@@ -33,11 +33,11 @@ def child(iters: int, slices: int, threads: int, seed: int) -> dict:
     import torch
 
     from napari_mito_wda.core.adapt import AdaptSettings, adapt
+    from napari_mito_wda.core.adapt.points import simulate_clicks
     from napari_mito_wda.core.data.checkpoint import load_checkpoint
     from napari_mito_wda.core.engine.device import pick_device
-    from napari_mito_wda.core.evaluation.metrics import evaluate_volume
-    from napari_mito_wda.core.adapt.points import simulate_clicks
     from napari_mito_wda.core.engine.segment import segment_volume
+    from napari_mito_wda.core.evaluation.metrics import evaluate_volume
 
     torch.set_num_threads(threads)
     dev = pick_device()
@@ -81,8 +81,8 @@ def main() -> None:
         return
     if not (SHARED / "lucchi" / "test_image.tif").exists():
         sys.exit(f"needs the Lucchi data in {SHARED / 'lucchi'}")
-    from napari_mito_wda.core.engine.device import cpu_has_native_bf16
     from napari_mito_wda.core.data.provenance import provenance
+    from napari_mito_wda.core.engine.device import cpu_has_native_bf16
 
     prov = provenance()
     args = ["--iters", str(a.iters), "--slices", str(a.slices), "--threads", str(a.threads), "--seed", str(a.seed)]

@@ -85,9 +85,9 @@ def speed_child(precision: str, slices: int, threads: int, repeats: int) -> dict
     import torch
 
     from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.data.io import normalize_slice
     from napari_mito_wda.core.engine.device import pick_device
     from napari_mito_wda.core.engine.inference import predict_volume, to_working
-    from napari_mito_wda.core.data.io import normalize_slice
 
     torch.set_num_threads(threads)
     img, source = speed_stack(slices)
@@ -134,8 +134,8 @@ def speed_child(precision: str, slices: int, threads: int, repeats: int) -> dict
 
 
 def speed(a) -> None:
-    from napari_mito_wda.core.engine.device import pick_device
     from napari_mito_wda.core.data.provenance import provenance
+    from napari_mito_wda.core.engine.device import pick_device
 
     picked = "fp32" if pick_device().amp_dtype is None else "mixed"
     precisions = ["auto"] + (["fp32"] if picked != "fp32" else [])
@@ -208,7 +208,8 @@ def main() -> None:
     else:
         print(f"(no {SUPERVISED}: the supervised row is skipped; see this script's docstring)")
     for name, model, data in runs:
-        args = ["--model", model, "--data", data, "--slices", str(a.slices), "--threads", str(a.threads)] + (["--flips"] if a.flips else [])
+        args = ["--model", model, "--data", data, "--slices", str(a.slices), "--threads", str(a.threads)]
+        args += ["--flips"] if a.flips else []
         r = run_child(Path(__file__), args)
         raw[name] = r
         rows.append([name, r["dice"], r["iou"], r["dice_mean"], r["iou_mean"], r["aji"], r["pq"],
@@ -223,10 +224,13 @@ def main() -> None:
 
 Lucchi test stack, first {a.slices} slices of 768 x 1024 (`../shared/data/lucchi`), and the 3 VNC III slices
 held out of the source training (`../shared/data/vnc3`, 1024 x 1024); instances = 2D
-components of probability > 0.5, split by a watershed at confident centre-heatmap peaks (>= 0.5); AJI/PQ per slice on 2D components, averaged.
-Inference: {raw[runs[0][0]]['device']}, torch threads {a.threads}, {"4-flip averaging" if a.flips else "no flip averaging"},
+components of probability > 0.5, split by a watershed at confident centre-heatmap peaks (>= 0.5); \
+AJI/PQ per slice on 2D components, averaged.
+Inference: {raw[runs[0][0]]['device']}, torch threads {a.threads}, \
+{"4-flip averaging" if a.flips else "no flip averaging"},
 one slice at a time (the halo-exact tiles of chunked prediction: one per slice here); peak MB = peak resident
-memory of the measuring process (data + model + outputs). Training: `scripts/make_source_model.py`, batch 4 of 256 x 256 at
+memory of the measuring process (data + model + outputs). Training: `scripts/make_source_model.py`, \
+batch 4 of 256 x 256 at
 half resolution, AdamW, 1 torch thread, on this 2-core machine while other work ran beside it. The supervised
 model had one 45-minute run; the shipped model a 45-minute run plus a 35-minute continuation (`--init`, lr
 1e-3) that raised its VNC III hold-out Dice from 0.727 to 0.732 (model cards: `src/napari_mito_wda/data/

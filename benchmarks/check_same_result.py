@@ -28,8 +28,15 @@ def main() -> None:
 
     torch.set_num_threads(1)
     try:
-        from napari_mito_wda import (AdaptSettings, adapt, evaluate_volume, load_checkpoint, pick_device,
-                                     segment_volume, simulate_clicks)
+        from napari_mito_wda import (
+            AdaptSettings,
+            adapt,
+            evaluate_volume,
+            load_checkpoint,
+            pick_device,
+            segment_volume,
+            simulate_clicks,
+        )
     except ImportError:  # the flat layout before the package split
         from napari_mito_wda.core.adapt import AdaptSettings, adapt
         from napari_mito_wda.core.checkpoint import load_checkpoint

@@ -44,7 +44,9 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 def update_section(name: str, body: str) -> None:
     """Replace (or append) the section between BEGIN/END markers of `name` in docs/benchmarks.md."""
     DOC.parent.mkdir(exist_ok=True)
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\nEvery figure here was measured by a script in `benchmarks/`; each section says how to re-run it.\n"
+    text = DOC.read_text() if DOC.exists() else (
+        "# Benchmarks\n\nEvery figure here was measured by a script in `benchmarks/`; "
+        "each section says how to re-run it.\n")
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     if begin in text:

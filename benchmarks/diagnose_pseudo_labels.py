@@ -55,7 +55,14 @@ def main() -> None:
     import tifffile
     import torch
 
-    from napari_mito_wda.core.adapt import AdaptSettings, predict_slices, adabn, adapt, build_round, detector_trusted
+    from napari_mito_wda.core.adapt import (
+        AdaptSettings,
+        adabn,
+        adapt,
+        build_round,
+        detector_trusted,
+        predict_slices,
+    )
     from napari_mito_wda.core.adapt.points import points_by_slice, simulate_clicks
     from napari_mito_wda.core.adapt.pseudo_labels import budget_anchor, ratio_schedule
     from napari_mito_wda.core.data.checkpoint import load_checkpoint
@@ -92,8 +99,10 @@ def main() -> None:
     s0 = AdaptSettings(click_fraction=0.15)
     anchors = {z: budget_anchor(len(cw.get(z, ())), 0.15, count_estimate(heat[k], s0.sigma)) for k, z in enumerate(zs)}
     policies = [
-        ("IPL stage 1, round 0, clicks spare background on their own slice only (v6)", dict(click_reach_z=0), 1, 0, s0.t_s1),
-        ("IPL stage 2, round 1, clicks spare background on their own slice only (v6)", dict(click_reach_z=0), 2, 1, s0.t_s2),
+        ("IPL stage 1, round 0, clicks spare background on their own slice only (v6)", dict(click_reach_z=0),
+         1, 0, s0.t_s1),
+        ("IPL stage 2, round 1, clicks spare background on their own slice only (v6)", dict(click_reach_z=0),
+         2, 1, s0.t_s2),
         ("IPL stage 1, round 0 (default: clicks spare background 8 slices either side)", dict(), 1, 0, s0.t_s1),
         ("IPL stage 2, round 1 (default: clicks spare background 8 slices either side)", dict(), 2, 1, s0.t_s2),
         ("IPL stage 1, round 0, background only where the source model gave p < 0.5 (source_veto)",
@@ -113,7 +122,8 @@ def main() -> None:
         m = score(np.stack(rnd.labels), gt)
         rows.append([f"{name} ({n_sel} inst.)", *[f"{v:.3f}" for v in m.values()]])
     print(markdown_table(["policy", "fg precision", "fg recall", "bg error", "bg coverage", "labelled"], rows))
-    print(markdown_table(["detector check", "value"], detector_rows(prob, heat, gt_full(lab, zs, f, prob.shape), cw, zs)))
+    checks = detector_rows(prob, heat, gt_full(lab, zs, f, prob.shape), cw, zs)
+    print(markdown_table(["detector check", "value"], checks))
 
 
 def gt_full(lab, zs, f, shape):
@@ -158,7 +168,8 @@ def detector_rows(prob, heat, gt, cw, zs) -> list[list[str]]:
     count = lambda d: sum(map(len, d.values()))  # noqa: E731
     return [
         ["max of the heat maps", f"{heat.max():.3f}"],
-        ["heat at clicked centres, median (max within 3 px)", f"{heat_at_clicks(heat, clicked, zs):.3f} (n={count(clicked)})"],
+        ["heat at clicked centres, median (max within 3 px)",
+         f"{heat_at_clicks(heat, clicked, zs):.3f} (n={count(clicked)})"],
         ["heat at unclicked true centres, median", f"{heat_at_clicks(heat, unclicked, zs):.3f} (n={count(unclicked)})"],
         ["unclicked p > 0.5 components: real / false", f"{len(pos_h)} / {len(neg_h)}"],
         ["AUC real vs false, by peak heat", f"{_auc(pos_h, neg_h):.3f}"],

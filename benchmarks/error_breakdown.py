@@ -31,7 +31,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, markdown_table, update_section  # noqa: E402
 
-
 BAND = 128  # image rows per band of the recall-by-rows table
 
 

@@ -9,7 +9,7 @@ environments; run it on an idle machine, or compare ratios only.
     .venv/bin/python benchmarks/profile_alloc.py [--threads 1] [--reps 2]
 
 Environments: "plain" (no variable), "dask" (MALLOC_TRIM_THRESHOLD_=65536, the nanny's default),
-"dask+mallopt" (the same, and `core/alloc.keep_memory_for_inference` called in the task, as on a worker
+"dask+mallopt" (the same, and `core/volumes/alloc.keep_memory_for_inference` called in the task, as on a worker
 that mito-wda did not start) and "worker env" (`runner.WORKER_MALLOC_ENV`, what `mito-wda predict`'s
 LocalCluster gives its workers).
 """
@@ -87,7 +87,8 @@ def main() -> None:
         ref = sum(rates["dask"]) / len(rates["dask"])
         for name, r in rates.items():
             mean = sum(r) / len(r)
-            print(f"tile {tile}: {name:13s} {mean:.3f} Mpx/s ({', '.join(f'{v:.3f}' for v in r)})  x{mean / ref:.2f} vs dask")
+            runs = ", ".join(f"{v:.3f}" for v in r)
+            print(f"tile {tile}: {name:13s} {mean:.3f} Mpx/s ({runs})  x{mean / ref:.2f} vs dask")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/make_source_model.py --minutes 40 --threads 1
 
 writes src/napari_mito_wda/data/source_vnc3.pt and its model card source_vnc3.json. The supervised
-upper bound of the benchmark uses the same script on Lucchi train (see benchmarks/README.md).
+upper bound of the benchmark uses the same script on Lucchi train (see benchmarks/bench_segmentation.py).
 
     .venv/bin/python scripts/make_source_model.py --recard
 

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,3 +23,23 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert test_cmd in ci.splitlines()
     assert "scripts/setup.sh" in ci
+
+
+def test_ci_lints_with_the_ruff_of_the_testing_extra_before_the_tests():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    test_cmd = _bash_blocks()[1].strip().split("&&", 1)[1].strip()
+    lint = ".venv/bin/ruff check ."
+    assert lint in ci and ci.index(lint) < ci.index(test_cmd)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert any(dep.startswith("ruff") for dep in project["project"]["optional-dependencies"]["testing"])
+    assert project["tool"]["ruff"]["lint"]["select"]
+
+
+def test_contributing_gives_the_same_test_and_lint_commands():
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    assert _bash_blocks()[1].strip() in text
+    assert ".venv/bin/ruff check ." in text
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        if script.name != "common.py":
+            assert script.name in text, f"CONTRIBUTING.md does not say how to run {script.name}"

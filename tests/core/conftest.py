@@ -29,5 +29,7 @@ def rng():
 
 
 def needs_shared(*parts):
+    """Mark a test `shared` (select or deselect with -m) and skip it where ../shared/data lacks the file."""
     path = SHARED.joinpath(*parts)
-    return pytest.mark.skipif(not path.exists(), reason=f"real data not available here ({path} is absent)")
+    skip = pytest.mark.skipif(not path.exists(), reason=f"real data not available here ({path} is absent)")
+    return lambda test: pytest.mark.shared(skip(test))

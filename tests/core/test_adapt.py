@@ -4,9 +4,9 @@ import copy
 import dataclasses
 
 import numpy as np
-from scipy import ndimage as ndi
 import pytest
 import torch
+from scipy import ndimage as ndi
 
 from napari_mito_wda.core.adapt import AdaptSettings, adapt, predict_slices, save_adapted, selection_score
 from napari_mito_wda.core.data.checkpoint import LoadedModel, load_checkpoint
@@ -125,7 +125,8 @@ def test_short_adaptation_beats_the_source_model_on_shifted_synthetic_data():
     src_img, src_inst = make_volume((6, 128, 128), n_objects=14, domain=SOURCE, seed=0)
     src = prepare_slices(src_img, src_inst > 0, 1, 3.0)
     model = MultiTaskUNet(cfg)
-    for _ in fit(src, FitSettings(minutes=5, max_iters=150, batch=4, crop=96, sigma=3.0, augment=0.3), model=model, dev=dev):
+    fit_settings = FitSettings(minutes=5, max_iters=150, batch=4, crop=96, sigma=3.0, augment=0.3)
+    for _ in fit(src, fit_settings, model=model, dev=dev):
         pass
     shifted = Domain(contrast=0.5, noise=0.12, blur=2.0, texture=0.8, object_radius=18)
     img, inst = make_volume((6, 128, 128), n_objects=10, domain=shifted, seed=1)
@@ -135,7 +136,8 @@ def test_short_adaptation_beats_the_source_model_on_shifted_synthetic_data():
         return evaluate_volume(seg.labels, inst, per_slice=False)
 
     before = quality(model)
-    loaded = LoadedModel(copy.deepcopy(model), cfg.to_dict(), {}, "x", {"source_prototypes": class_prototypes(model, src, dev)})
+    loaded = LoadedModel(copy.deepcopy(model), cfg.to_dict(), {}, "x",
+                         {"source_prototypes": class_prototypes(model, src, dev)})
     settings = AdaptSettings(minutes=5, max_iters=150, crop=96, sigma=3.0, label_slices=6)
     for _ in adapt(img, simulate_clicks(inst, 0.3, seed=0), loaded, settings, source_data=src, dev=dev):
         pass

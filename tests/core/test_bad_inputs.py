@@ -82,15 +82,14 @@ def test_bad_images_are_refused_in_one_line(name, output, tiny_ckpt, tmp_path, c
     make, phrase = IMAGES[name]
     make(tmp_path)
     before = listing(tmp_path)
-    rc, err = cli(["predict", tmp_path / name, "-o", tmp_path / output, "--model", tiny_ckpt, "--device", "cpu",
-                   "--scheduler", "sync"] if output.endswith("zarr") else
-                  ["predict", tmp_path / name, "-o", tmp_path / output, "--model", tiny_ckpt, "--device", "cpu"], capsys)
+    args = ["predict", tmp_path / name, "-o", tmp_path / output, "--model", tiny_ckpt, "--device", "cpu"]
+    rc, err = cli(args + ["--scheduler", "sync"] if output.endswith("zarr") else args, capsys)
     assert rc == 2 and phrase in err
     if name != "missing.tif" and output == "out.tif":  # the chunked path words the NaN case its own way
         assert f"{name}:" in err
     after = listing(tmp_path)
     if name in ("nan.tif", "inf.tif") and output == "out.zarr":
-        # Found while normalising, once the run's .partial store exists (core/chunked.py); no output though.
+        # Found while normalising, once the run's .partial store exists (core/volumes/chunked.py); no output though.
         after.remove("out.zarr.partial")
     assert after == before  # no output, no .partial store, no temporary file
 

@@ -4,7 +4,10 @@ import pytest
 import torch
 
 from napari_mito_wda.core.data.checkpoint import (
-    CheckpointError, default_model_path, load_checkpoint, save_checkpoint,
+    CheckpointError,
+    default_model_path,
+    load_checkpoint,
+    save_checkpoint,
 )
 from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 

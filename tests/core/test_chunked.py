@@ -115,7 +115,8 @@ class Flaky:
 def test_failed_chunk_is_retried(tiny, tmp_path):
     ckpt, image, prob = tiny[:3]
     src = Flaky(image, bad_x=SHAPE[2] - 1, fails=2)
-    segment_to_zarr(src, tmp_path / "out.zarr", ckpt, settings=settings(), cluster=ClusterSettings(scheduler="sync", retries=2))
+    segment_to_zarr(src, tmp_path / "out.zarr", ckpt, settings=settings(),
+                    cluster=ClusterSettings(scheduler="sync", retries=2))
     assert src.failed == 2
     np.testing.assert_allclose(zarr.open_group(str(tmp_path / "out.zarr"))["prob"][...], prob, atol=1e-5, rtol=0)
 
@@ -170,7 +171,8 @@ def test_on_a_dask_cluster_with_the_model_shipped_once(tiny, tmp_path):
                               cluster=ClusterSettings(scheduler=cluster.scheduler_address))
         with Client(cluster.scheduler_address) as client:
             builds = client.run(lambda: chunk_tasks.MODEL_BUILDS["count"])
-            tuned = client.run(lambda: __import__("napari_mito_wda.core.volumes.alloc", fromlist=["_STATE"])._STATE["ok"])
+            tuned = client.run(
+                lambda: __import__("napari_mito_wda.core.volumes.alloc", fromlist=["_STATE"])._STATE["ok"])
     assert list(builds.values()) == [1]  # 18 chunks on two threads, one model built on the worker
     if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
         assert list(tuned.values()) == [True]  # a worker started without our environment: mallopt in the task

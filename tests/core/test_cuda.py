@@ -6,10 +6,10 @@ import torch
 
 from napari_mito_wda.core.adapt import AdaptSettings, adapt
 from napari_mito_wda.core.data.checkpoint import LoadedModel
+from napari_mito_wda.core.data.synthetic import TARGET, make_volume
 from napari_mito_wda.core.engine.device import pick_device, release_memory
 from napari_mito_wda.core.engine.inference import predict_volume
 from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
-from napari_mito_wda.core.data.synthetic import TARGET, make_volume
 from napari_mito_wda.core.training.supervised import prepare_slices
 
 pytestmark = pytest.mark.cuda

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from napari_mito_wda.core import device as device_mod
+import napari_mito_wda.core.engine.device as device_mod
 from napari_mito_wda.core.engine.device import pick_device, requested_precision
 
 

@@ -14,11 +14,13 @@ MACRO = """
 open(getArgument());
 getVoxelSize(w, h, d, unit);
 Stack.getDimensions(width, height, channels, slices, frames);
-print("RESULT c=" + channels + " z=" + slices + " t=" + frames + " w=" + w + " h=" + h + " d=" + d + " unit=" + unit + " bits=" + bitDepth() + " max=" + getValue("Max"));
+print("RESULT c=" + channels + " z=" + slices + " t=" + frames + " w=" + w + " h=" + h + " d=" + d \
++ " unit=" + unit + " bits=" + bitDepth() + " max=" + getValue("Max"));
 """
 
 
-@pytest.mark.skipif(shutil.which("imagej") is None, reason="ImageJ is not installed (Debian package 'imagej'; .ci/run installs it)")
+@pytest.mark.skipif(shutil.which("imagej") is None,
+                    reason="ImageJ is not installed (Debian package 'imagej'; .ci/run installs it)")
 def test_imagej_opens_labels_as_calibrated_z_stack(tmp_path):
     lab = np.zeros((7, 40, 50), np.uint16)
     lab[3, 10:20, 10:20] = 4242

@@ -6,7 +6,13 @@ import pytest
 import tifffile
 
 from napari_mito_wda.core.data import io
-from napari_mito_wda.core.data.io import InputError, normalize_slices, read_volume, validate_image, write_labels_tiff
+from napari_mito_wda.core.data.io import (
+    InputError,
+    normalize_slices,
+    read_volume,
+    validate_image,
+    write_labels_tiff,
+)
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])

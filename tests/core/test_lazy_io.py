@@ -63,7 +63,8 @@ def test_ome_zarr_scale(tmp_path, data):
     g = zarr.open_group(str(path), mode="w")
     g.create_array("0", shape=data.shape, dtype=data.dtype)[...] = data
     g.attrs["multiscales"] = [{"axes": [{"name": a, "unit": "micrometer"} for a in "zyx"],
-                               "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [0.03, 0.005, 0.005]}]}]}]
+                               "datasets": [{"path": "0", "coordinateTransformations": [
+                                   {"type": "scale", "scale": [0.03, 0.005, 0.005]}]}]}]
     _check(open_volume(path), data, (30.0, 5.0, 5.0))
 
 

@@ -38,7 +38,10 @@ def test_detection_weights_background_support_boost_and_click_disks():
     centres = np.array([[5.0, 20.0], [20.0, 10.0]])
     clicks = np.array([[30.0, 30.0]])
     w = detection_weights(prev, centres, clicks, shape, sigma=2.0, click_radius=5, peak_boost=3.0)
-    g = lambda d2: math.exp(-d2 / (2 * 2.0**2))  # the 11x11 boost Gaussian, sigma 2, peak 1
+
+    def g(d2):  # the 11x11 boost Gaussian, sigma 2, peak 1
+        return math.exp(-d2 / (2 * 2.0**2))
+
     # Pseudo-centre: support (1) + 3 x 1.
     assert w[20, 10] == pytest.approx(4.0)
     # 5 px from a centre, still inside the 11x11 window: 1 + 3 exp(-25/8).

@@ -11,10 +11,10 @@ import pytest
 import zarr
 
 from napari_mito_wda.core.data.checkpoint import load_checkpoint
-from napari_mito_wda.core.volumes.chunked import ChunkSettings, read_labels, segment_to_zarr
 from napari_mito_wda.core.engine.device import pick_device
-from napari_mito_wda.core.volumes.runner import ClusterSettings
 from napari_mito_wda.core.engine.segment import segment_volume
+from napari_mito_wda.core.volumes.chunked import ChunkSettings, read_labels, segment_to_zarr
+from napari_mito_wda.core.volumes.runner import ClusterSettings
 
 from .test_stitching import same_partition
 

@@ -6,7 +6,13 @@ import torch
 
 from napari_mito_wda.core.engine.device import DeviceInfo
 from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
-from napari_mito_wda.core.engine.tiling import predict_exact, predict_region, receptive_radius, reflect_index, working_halo
+from napari_mito_wda.core.engine.tiling import (
+    predict_exact,
+    predict_region,
+    receptive_radius,
+    reflect_index,
+    working_halo,
+)
 
 CPU32 = DeviceInfo(torch.device("cpu"), None, 1)
 

@@ -13,7 +13,8 @@ from ..engine.device import DeviceInfo
 
 
 @torch.no_grad()
-def adabn(model: torch.nn.Module, images: list[np.ndarray], dev: DeviceInfo, crop: int, n: int = 48, seed: int = 0) -> None:
+def adabn(model: torch.nn.Module, images: list[np.ndarray], dev: DeviceInfo, crop: int, n: int = 48,
+          seed: int = 0) -> None:
     """Replace BatchNorm running statistics by those of target crops (AdaBN); weights untouched."""
     rng = np.random.default_rng(seed)
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]

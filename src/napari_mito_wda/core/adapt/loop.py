@@ -132,7 +132,8 @@ def adapt(
                           score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
                           kept_step=kept_step, best_state=best_state if new_best else None,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
-                                  + ("" if trusted or not s.detection else " (the detector missed the clicks: not used to select)"))
+                                  + ("" if trusted or not s.detection
+                                     else " (the detector missed the clicks: not used to select)"))
         new_best = False
         # Training share of this round: the remaining budget split over the remaining rounds.
         now = time.perf_counter()
@@ -156,7 +157,8 @@ def adapt(
             losses["src_seg"] = seg_loss(out_s["seg"].float(), ys.to(dev.device))
             losses["src_det"] = F.mse_loss(out_s["det"].float(), hs.to(dev.device))
             total = s.w_src_seg * losses["src_seg"] + s.w_src_det * losses["src_det"]
-            xt, yt, tt, wt, ct = (v.to(dev.device) for v in target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment))
+            batch = target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment)
+            xt, yt, tt, wt, ct = (v.to(dev.device) for v in batch)
             with dev.autocast():
                 out_t = model(xt.contiguous(memory_format=torch.channels_last), with_proj=s.contrastive)
             if s.detection:

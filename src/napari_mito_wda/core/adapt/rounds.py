@@ -111,7 +111,8 @@ def round_prototypes(model, images, rnd: TargetRound, clicks, source_protos, dev
     for k in np.linspace(0, len(rnd.z) - 1, min(max_slices, len(rnd.z))).astype(int):
         img = images[rnd.z[k]]
         h, w = (s // model.multiple * model.multiple for s in img.shape)
-        emb = F.normalize(model(torch.from_numpy(img[:h, :w])[None, None].to(dev.device), with_proj=True)["proj"].float(), dim=1)[0]
+        proj = model(torch.from_numpy(img[:h, :w])[None, None].to(dev.device), with_proj=True)["proj"]
+        emb = F.normalize(proj.float(), dim=1)[0]
         stride = h // emb.shape[1]
         lab = torch.from_numpy(rnd.labels[k][:h:stride, :w:stride].astype(np.int64)).to(dev.device)
         mito.append(emb[:, lab == 1].T)

@@ -35,8 +35,8 @@ def with_state(loaded: LoadedModel, state: dict) -> LoadedModel:
     return dataclasses.replace(loaded, model=model.eval())
 
 
-def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.ndarray | None, last: AdaptReport | None,
-                 image_path: str | None = None, overwrite: bool = False):
+def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.ndarray | None,
+                 last: AdaptReport | None, image_path: str | None = None, overwrite: bool = False):
     """Write the adapted model with its provenance (source model, clicks, settings, progress)."""
     from ..data.checkpoint import save_checkpoint
     from ..data.provenance import provenance

@@ -10,8 +10,9 @@ from dataclasses import asdict, dataclass, field
 class AdaptSettings:
     """The paper's method, its ablation switches and the settings that earned their place.
 
-    Every default was measured on VNC III -> Lucchi (docs/benchmarks.md); the options that measured no
-    gain were removed (docs/journal.md, "Options removed in wave 2").
+    Every default was measured on VNC III -> Lucchi (docs/benchmarks.md; the evidence for each setting:
+    docs/journal.md, "Settings kept"); the options that measured no gain were removed (docs/journal.md,
+    "Options removed in wave 2").
     """
 
     minutes: float = 8.0             # wall-clock budget of the whole adaptation
@@ -54,7 +55,7 @@ class AdaptSettings:
         return asdict(self)
 
     @classmethod
-    def preset(cls, name: str, **over) -> "AdaptSettings":
+    def preset(cls, name: str, **over) -> AdaptSettings:
         """"quick": minutes on a laptop CPU (default); "thorough": the authors' longer schedule (GPU)."""
         if name == "quick":
             base = cls()

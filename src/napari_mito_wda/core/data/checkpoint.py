@@ -139,7 +139,8 @@ def _why(exc: BaseException) -> str:
         return f"no {exc} entry"
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     if len(lines) > 1 and "state_dict" in lines[0]:  # torch's load_state_dict: a header, then one line a tensor
-        return f"its weights do not fit the network it describes: {len(lines) - 1} problem(s), first: {lines[1].rstrip('.')}"
+        return (f"its weights do not fit the network it describes: {len(lines) - 1} problem(s), "
+                f"first: {lines[1].rstrip('.')}")
     return lines[0] if lines else type(exc).__name__
 
 

@@ -203,7 +203,8 @@ def atomic_write(path: Path, writer, overwrite: bool) -> Path:
     except OSError as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise OSError(f"could not write {path}: {exc.strerror or exc} (nothing was overwritten){_write_hint(exc)}") from exc
+        raise OSError(f"could not write {path}: {exc.strerror or exc} (nothing was overwritten)"
+                      f"{_write_hint(exc)}") from exc
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -12,7 +12,8 @@ from pathlib import Path
 def git_commit(cwd: str | Path | None = None) -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True,
+            timeout=5,
         )
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd or Path(__file__).parent,

@@ -35,7 +35,8 @@ class DeviceInfo:
     def describe(self) -> str:
         if self.device.type == "cuda":
             name = torch.cuda.get_device_name(self.device)
-            return f"GPU: {name} ({'bf16' if self.amp_dtype == torch.bfloat16 else 'fp16' if self.amp_dtype else 'fp32'})"
+            amp = 'bf16' if self.amp_dtype == torch.bfloat16 else 'fp16' if self.amp_dtype else 'fp32'
+            return f"GPU: {name} ({amp})"
         if self.amp_dtype is None:
             precision = "fp32"
         else:  # forced bf16 without hardware support runs emulated, slower than fp32: say so

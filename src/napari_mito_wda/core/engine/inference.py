@@ -111,7 +111,7 @@ def predict_volume(
             raw = volume[z0 : z0 + step]
             n = len(raw)
             if normalized:
-                read = lambda ya, yb, xa, xb: np.asarray(raw[:, ya:yb, xa:xb], np.float32)  # noqa: E731
+                read = lambda ya, yb, xa, xb, raw=raw: np.asarray(raw[:, ya:yb, xa:xb], np.float32)  # noqa: E731
             else:
                 read = _normaliser(raw, [intensity_range(s[::sy, ::sx]) for s in raw])
             # Write straight into the outputs when they are plain float32 arrays (else through a copy).

@@ -24,7 +24,7 @@ class ModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
@@ -65,7 +65,8 @@ class MultiTaskUNet(nn.Module):
         # decoder level of shallower networks.
         self.proj_level = min(2, self.config.depth - 1)
         pc = c[self.proj_level]
-        self.proj_head = nn.Sequential(nn.Conv2d(pc, pc, 1), nn.ReLU(inplace=True), nn.Conv2d(pc, self.config.proj_dim, 1))
+        self.proj_head = nn.Sequential(nn.Conv2d(pc, pc, 1), nn.ReLU(inplace=True),
+                                       nn.Conv2d(pc, self.config.proj_dim, 1))
 
     @property
     def multiple(self) -> int:

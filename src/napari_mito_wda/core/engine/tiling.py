@@ -40,7 +40,8 @@ from .device import DeviceInfo
 from .model import ModelConfig, MultiTaskUNet
 
 
-def _forward(model: MultiTaskUNet, batch: torch.Tensor, dev: DeviceInfo, flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward(model: MultiTaskUNet, batch: torch.Tensor, dev: DeviceInfo,
+             flips: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Segmentation logits and heatmaps (float32) for a batch, averaged over 4 flips when asked."""
     variants = [(), (-1,), (-2,), (-2, -1)] if flips else [()]
     seg_sum = det_sum = None

@@ -99,7 +99,8 @@ def pretrain(
         raise InputError(f"holdout={holdout} leaves no training slice in a stack of {n}.")
     dev = pick_device()
     train = prepare_slices(vol.data[: n - holdout], lab.data[: n - holdout], config.downsample, settings.sigma)
-    val = prepare_slices(vol.data[n - holdout :], lab.data[n - holdout :], config.downsample, settings.sigma) if holdout else None
+    val = (prepare_slices(vol.data[n - holdout :], lab.data[n - holdout :], config.downsample, settings.sigma)
+           if holdout else None)
     start_card = None
     if init is not None:
         from ..data.checkpoint import load_checkpoint
@@ -117,7 +118,8 @@ def pretrain(
     for rep in fit(train, settings, model=model, val=val, dev=dev):
         last = rep
         if rep.step % (settings.report_every * 10) == 0 or rep.done:
-            log(f"  step {rep.step:6d}  {rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.0f} min  seg {rep.losses['seg']:.4f}  "
+            log(f"  step {rep.step:6d}  {rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.0f} min  "
+                f"seg {rep.losses['seg']:.4f}  "
                 f"det {rep.losses['det']:.5f}  {rep.it_per_s:.2f} it/s  val Dice {rep.val_dice}")
     wall = time.perf_counter() - t0
     metrics = {}

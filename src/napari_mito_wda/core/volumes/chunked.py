@@ -33,8 +33,18 @@ from pathlib import Path
 import numpy as np
 
 from ..data.io import InputError
-from .chunk_tasks import (Grid, ModelPayload, TaskContext, instances_task, is_done, load_faces, norm_task,
-                          predict_task, relabel_task, release_models)
+from .chunk_tasks import (
+    Grid,
+    ModelPayload,
+    TaskContext,
+    instances_task,
+    is_done,
+    load_faces,
+    norm_task,
+    predict_task,
+    relabel_task,
+    release_models,
+)
 from .lazy_io import open_volume
 from .runner import ClusterSettings, Runner
 from .stitching import INSTANCE_DEFAULTS, stitch
@@ -195,7 +205,8 @@ def segment_to_zarr_iter(
             ctx.norm = norm
         resumed_chunks = 0
         # 2.-3. predict, then instances: only chunks without a marker
-        for stage, fn, extra in (("predict", predict_task, (runner.share(payload),)), ("instances", instances_task, ())):
+        stages = (("predict", predict_task, (runner.share(payload),)), ("instances", instances_task, ()))
+        for stage, fn, extra in stages:
             todo = [i for i in range(n) if not is_done(str(work), stage, i)]
             if stage == "predict":
                 resumed_chunks = n - len(todo)

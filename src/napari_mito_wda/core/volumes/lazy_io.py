@@ -75,7 +75,7 @@ class LazyVolume:
 
 def _check(shape, dtype, name: str) -> tuple[tuple[int, int, int], bool]:
     dtype = np.dtype(dtype)
-    if dtype == bool or dtype.kind not in "uif":
+    if dtype.kind not in "uif":  # bool (kind "b") is refused too
         raise InputError(f"{name}: unsupported pixel type {dtype}; expected 8/16-bit integers or floats, "
                          "convert it (e.g. to 8-bit) first.")
     if 0 in tuple(shape):

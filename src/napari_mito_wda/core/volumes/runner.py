@@ -66,7 +66,7 @@ class Runner:
     def is_sync(self) -> bool:
         return self.settings.scheduler == "sync"
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         s = self.settings
         if self.is_sync:
             return self

@@ -180,7 +180,8 @@ def instances_in_chunks(
                 win = window_box(core, (H, W), halo)
                 zs = slice(z0, min(Z, z0 + cz))
                 ws = (zs, slice(win[0], win[1]), slice(win[2], win[3]))
-                parts.append(chunk_instances(prob[ws], None if heat is None else heat[ws], z0, core, win, prob.shape, **kw))
+                part_heat = None if heat is None else heat[ws]
+                parts.append(chunk_instances(prob[ws], part_heat, z0, core, win, prob.shape, **kw))
                 boxes.append((zs, slice(core[0], core[1]), slice(core[2], core[3])))
     st = stitch(parts)
     out = np.zeros(prob.shape, st.luts[0].dtype if st.luts else np.uint32)
