@@ -1,0 +1,25 @@
+"""What the `mito-wda` commands share: the model on its device, and outputs checked before any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def model_and_device(args):
+    from . import load_model, pick_device
+
+    dev = pick_device(args.device, getattr(args, "precision", "auto"))
+    loaded = load_model(args.model, device=dev.device)
+    return loaded, dev
+
+
+def check_output(out: Path, suffixes: tuple[str, ...], what: str, overwrite: bool) -> None:
+    """Refuse a bad output path before any work: taken name, missing folder, wrong suffix."""
+    from .core.data.io import InputError
+
+    if out.suffix.lower() not in suffixes:
+        raise InputError(f"{out}: name the {what} *{' or *'.join(suffixes)}.")
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    if not out.parent.exists():
+        raise InputError(f"{out.parent}: output folder does not exist; create it or choose another output path.")
