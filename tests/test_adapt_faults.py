@@ -82,7 +82,7 @@ def test_a_second_widget_cannot_adapt_or_predict_a_busy_image(
 def test_a_failed_adaptation_keeps_its_best_model_and_resumes_from_it(
     viewer_and_widget, target, adaptable_model_file, wait_worker, monkeypatch, tmp_path
 ):
-    from napari_mito_wda.core import adapt as engine
+    from napari_mito_wda.core.adapt import loop as engine  # the name the loop calls
     from napari_mito_wda.core.data.checkpoint import load_checkpoint
 
     calls = []
