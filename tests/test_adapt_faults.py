@@ -45,7 +45,7 @@ def test_closing_napari_while_adapting_stops_the_run_cleanly(viewer_and_widget, 
     viewer.close()  # deletes the widget while its worker runs; its late reports must not reach it
     qtbot.waitUntil(lambda: bool(finished), timeout=30000)
     assert finished[0] - t0 < 10, "the adaptation did not stop when napari closed"
-    assert widget._stop_event.is_set() and not errors
+    assert widget.jobs.stop_event.is_set() and not errors
     assert QThreadPool.globalInstance().waitForDone(10000)  # no thread left running
     # (a traceback in any Qt callback would fail this test through pytest-qt)
 
@@ -102,12 +102,13 @@ def test_a_failed_adaptation_keeps_its_best_model_and_resumes_from_it(
     wait_worker(widget)  # a RuntimeError (as torch raises) must still end the run with a message
     status = widget.status_label.text()
     assert "simulated crash" in status and "best model so far is kept" in status and "press Adapt" in status
-    assert widget._model is not None and len(widget._adapt_runs) == 1 and widget._adapt_runs[0]["stopped"]
+    state = widget.model_state
+    assert state.loaded is not None and len(state.runs) == 1 and state.runs[0]["stopped"]
     saved = widget.save_model(tmp_path / "partial.pt")  # it can be saved, and says it is unfinished
     assert saved and load_checkpoint(saved).meta["adaptations"][-1]["finished"] is False
 
     assert widget.adapt() is not None  # Adapt again continues from it
     wait_worker(widget)
-    runs = widget._adapt_runs
+    runs = widget.model_state.runs
     assert len(runs) == 2 and runs[1]["resumed"] and not runs[1]["stopped"]
     assert runs[1]["settings"]["adabn"] is False and "fail" not in widget.status_label.text().lower()

@@ -49,7 +49,7 @@ def test_sample_click_adapt_watch_stop_resume_export(
     widget.adapt_button.click()
     assert widget.is_running and widget.adapt_button.text() == "Stop" and not widget.predict_button.isEnabled()
     during = []
-    widget._worker.yielded.connect(lambda u: during.append(layer.data.copy()) if u.previews else None)
+    widget.jobs.worker.yielded.connect(lambda u: during.append(layer.data.copy()) if u.previews else None)
     wait_worker(widget, timeout=180000)  # adaptation, then the final whole-image prediction
     assert "fail" not in widget.status_label.text().lower(), widget.status_label.text()
     assert during and any(not np.array_equal(d, source_labels) for d in during)
@@ -171,12 +171,13 @@ def test_adapted_model_saved_loaded_and_used_by_the_cli(
     ckpt = load_checkpoint(path)
     assert ckpt.meta["adaptations"][-1]["n_clicks"] == 1 and len(ckpt.meta["napari_runs"]) == 1
     for k, v in ckpt.model.state_dict().items():
-        assert np.allclose(v.numpy(), widget._model.model.state_dict()[k].cpu().numpy()), k
+        assert np.allclose(v.numpy(), widget.model_state.loaded.model.state_dict()[k].cpu().numpy()), k
     assert "saved as adapted.pt" in widget.model_label.text()
 
     widget.load_model_file(path)  # later: load it back
     wait_worker(widget)
-    assert widget._model is not None and widget._model.path == path and widget.model_path == path
+    loaded = widget.model_state.loaded
+    assert loaded is not None and loaded.path == path and widget.model_path == path
     assert "adapted" in widget.model_label.text()
 
     image_file = tmp_path / "more.tif"
@@ -197,7 +198,7 @@ def test_adapt_on_a_2d_image(viewer_and_widget, target, adaptable_model_file, wa
     wait_worker(widget)
     layer = viewer.layers["slice instances"]
     assert layer.data.shape == target.shape[1:] and tuple(layer.scale) == SCALE[1:]
-    assert widget.live_updates >= 1 and widget._adapt_runs[0]["n_clicks"] == 2
+    assert widget.live_updates >= 1 and widget.model_state.runs[0]["n_clicks"] == 2
     assert widget.image_combo.isEnabled() and "fail" not in widget.status_label.text().lower()
 
 

@@ -3,8 +3,8 @@
 * Two dock widgets (or a widget and a script driving another one) may point at the same image. A second
   adaptation or prediction there would fight the first over the image's instances layer, so every
   widget consults one registry of busy layers and refuses with a message.
-* Closing napari deletes the widget (its Qt objects) while its worker may still be running. The worker
-  is then asked to stop, and its late reports are dropped instead of reaching deleted widgets.
+* Closing napari deletes the widget (its Qt objects) while its worker may still be running. Its late
+  reports are then dropped instead of reaching deleted widgets (the runner, ``_job_runner``, stops it).
 * A job that fails with a RuntimeError still reports it (superqt would otherwise drop it silently).
 
 No napari import here: the layers and workers are only used through their attributes and signals.
@@ -25,13 +25,13 @@ def _key(layer):
     return getattr(layer, "unique_id", None) or id(layer)
 
 
-def refused(widget, layer) -> bool:
-    """True, after telling the user through `widget._fail`, when another run is busy with `layer`."""
+def busy_message(layer) -> str | None:
+    """Why `layer` cannot be worked on now (another run is busy with it), or None."""
     held = _BUSY.get(_key(layer))
-    if held is not None:
-        widget._fail(f"{layer.name!r} is already being {_VERBS.get(held[0], 'processed')} by another run; "
-                     "stop it first (its Stop button), then try again.")
-    return held is not None
+    if held is None:
+        return None
+    return (f"{layer.name!r} is already being {_VERBS.get(held[0], 'processed')} by another run; "
+            "stop it first (its Stop button), then try again.")
 
 
 def hold(layer, what: str, worker) -> None:
@@ -87,15 +87,3 @@ def alive_only(widget, slot):
             slot(*args)
 
     return call
-
-
-def stop_on_destroy(widget) -> None:
-    """Once `widget` is destroyed (napari closed), stop its running job: the engine at its next step
-    (widget._stop_event), the worker at its next report (quit)."""
-    widget.destroyed.connect(partial(_abandon, widget))
-
-
-def _abandon(widget, *_args) -> None:
-    widget._stop_event.set()
-    if widget._worker is not None:
-        widget._worker.quit()

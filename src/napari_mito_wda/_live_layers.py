@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._util import same_layer
+
 HEAT_SUFFIX = " centre heatmap"
 TRUSTED_SUFFIX = " trusted (pseudo-labels)"
+INSTANCES_SUFFIX = " instances"
 
 
 def _geometry_kwargs(geom: dict) -> dict:
@@ -88,3 +91,41 @@ def trusted_colormap():
     from napari.utils.colormaps import DirectLabelColormap
 
     return DirectLabelColormap(color_dict={None: "transparent", 0: "transparent", 1: "cyan", 2: "orange"})
+
+
+def with_points_on_top(viewer, points_layer, func, *args, **kwargs):
+    """Run func (which may add layers); keep the clicks layer on top and active so clicking goes on."""
+    before = len(viewer.layers)
+    active = viewer.layers.selection.active
+    out = func(*args, **kwargs)
+    if len(viewer.layers) != before and points_layer is not None:
+        index = [i for i, ly in enumerate(viewer.layers) if same_layer(ly, points_layer)]
+        if index and index[0] != len(viewer.layers) - 1:
+            viewer.layers.move(index[0], len(viewer.layers))
+        if active is not None and any(same_layer(active, ly) for ly in viewer.layers):
+            viewer.layers.selection.active = active
+    return out
+
+
+def show_previews(viewer, points_layer, name: str, geom: dict, previews, maps: bool) -> str | None:
+    """Write a worker's slices into the image `name`'s instances layer (and the optional maps).
+
+    Returns None, or why the preview cannot be shown (a user's layer of that name is in the way).
+    """
+    layer, why = with_points_on_top(viewer, points_layer, get_or_add, viewer, f"{name}{INSTANCES_SUFFIX}",
+                                    "labels", geom, np.uint32)
+    if layer is None:
+        return why
+    write_slices(layer, instance_planes(previews))
+    if maps:
+        heat, _ = with_points_on_top(viewer, points_layer, get_or_add, viewer, f"{name}{HEAT_SUFFIX}", "image",
+                                     geom, np.uint8, colormap="magma", blending="additive",
+                                     contrast_limits=(0, 255), opacity=0.6)
+        trusted, _ = with_points_on_top(viewer, points_layer, get_or_add, viewer, f"{name}{TRUSTED_SUFFIX}",
+                                        "labels", geom, np.uint8, colormap=trusted_colormap(), opacity=0.4,
+                                        visible=False)
+        if heat is not None:
+            write_slices(heat, heat_planes(previews))
+        if trusted is not None:
+            write_slices(trusted, trusted_planes(previews))
+    return None

@@ -10,3 +10,8 @@ def _unwrap(obj):
 
 def same_layer(a, b) -> bool:
     return a is not None and b is not None and _unwrap(a) is _unwrap(b)
+
+
+def layer_named(viewer, name: str):
+    """The viewer's layer called `name`, or None (also for an empty name)."""
+    return viewer.layers[name] if name and name in viewer.layers else None

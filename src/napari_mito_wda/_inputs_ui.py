@@ -1,0 +1,209 @@
+"""The dock widget's inputs: which image to work on, and the centre clicks on it.
+
+:class:`InputsSection` owns the image picker and the image's centre Points layer (``<image> centres``,
+followed when the image changes). The other sections ask it for the checked image and the clicks in
+image coordinates; it announces ``clicks_changed()`` (a running adaptation takes the new clicks up) and
+reports through ``status(str)`` / ``failed(str)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from ._util import layer_named, same_layer
+
+CENTRES_SUFFIX = " centres"
+
+
+def count_clicks(points_data: np.ndarray) -> tuple[int, int]:
+    """(number of points, number of distinct slices they lie on) for (N, 2) or (N, 3) data coordinates."""
+    data = np.asarray(points_data)
+    n = int(data.shape[0]) if data.ndim == 2 else 0
+    if n == 0:
+        return 0, 0
+    if data.shape[1] < 3:
+        return n, 1
+    return n, int(np.unique(np.round(data[:, -3]).astype(np.int64)).size)
+
+
+def clicks_text(n: int, m: int) -> str:
+    return f"{n} click{'' if n == 1 else 's'} on {m} slice{'' if m == 1 else 's'}"
+
+
+def usable_image(layer) -> str | None:
+    """None if the layer can be segmented, else why not (used for the picker and for error messages)."""
+    from napari.layers import Image
+
+    if not isinstance(layer, Image):
+        return f"{layer.name!r} is not an image layer"
+    if getattr(layer, "rgb", False):
+        return f"{layer.name!r} is an RGB image; convert it to a single-channel (grayscale) image first"
+    if getattr(layer, "multiscale", False):
+        return f"{layer.name!r} is a multiscale image; open the full-resolution level as a plain image"
+    if layer.ndim not in (2, 3):
+        return (
+            f"{layer.name!r} has {layer.ndim} dimensions; only single-channel 2D (Y, X) or 3D (Z, Y, X) "
+            "images are supported (split channels/time points first)"
+        )
+    return None
+
+
+def refill(combo: QComboBox, names: list[str]) -> None:
+    """Re-fill a layer picker, keeping the current choice where possible (announced only if it changed)."""
+    current = combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    if current in names:
+        combo.setCurrentText(current)
+    combo.blockSignals(False)
+    if combo.currentText() != current:
+        combo.currentTextChanged.emit(combo.currentText())
+
+
+class InputsSection(QWidget):
+    """Image picker and centre clicks."""
+
+    clicks_changed = Signal()
+    status = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, viewer, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self._points_layer = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        form = QFormLayout()
+        self.image_combo = QComboBox()
+        self.image_combo.setToolTip("Single-channel 2D or 3D EM image to segment")
+        self.image_combo.currentTextChanged.connect(self._on_image_changed)
+        form.addRow("Image:", self.image_combo)
+        layout.addLayout(form)
+
+        clicks = QGroupBox("Mitochondria centres")
+        cl = QVBoxLayout(clicks)
+        self.add_points_button = QPushButton("Add centre points layer")
+        self.add_points_button.setToolTip("Create a Points layer in add mode; click the centre of mitochondria")
+        self.add_points_button.clicked.connect(self.add_points_layer)
+        self.clicks_label = QLabel(clicks_text(0, 0))
+        cl.addWidget(self.add_points_button)
+        cl.addWidget(self.clicks_label)
+        layout.addWidget(clicks)
+
+        ev = viewer.layers.events
+        for event in (ev.inserted, ev.reordered, getattr(ev, "renamed", None)):
+            if event is not None:
+                event.connect(self.refresh_layers)
+        ev.removed.connect(self._on_layer_removed)
+
+    # ------------------------------------------------------------ running jobs
+    def on_run_started(self, _what: str) -> None:
+        self.image_combo.setEnabled(False)  # the running job's image and clicks must not change under it
+
+    def on_run_finished(self) -> None:
+        self.image_combo.setEnabled(True)
+
+    # ------------------------------------------------------------ image
+    def refresh_layers(self, *_args) -> None:
+        refill(self.image_combo, [ly.name for ly in self.viewer.layers if usable_image(ly) is None])
+
+    def _on_layer_removed(self, event=None) -> None:
+        if same_layer(getattr(event, "value", None), self._points_layer):
+            self._set_points_layer(None)
+        self.refresh_layers()
+
+    @property
+    def image_layer(self):
+        return layer_named(self.viewer, self.image_combo.currentText())
+
+    def select_image(self, name: str) -> None:
+        self.image_combo.setCurrentText(name)
+
+    def checked_image(self):
+        """The selected image layer, or None after reporting why there is none usable."""
+        layer = self.image_layer
+        if layer is not None and usable_image(layer) is None:
+            return layer
+        reasons = [r for ly in self.viewer.layers if (r := usable_image(ly)) and "not an image" not in r]
+        if reasons:
+            self.failed.emit("No usable image: " + "; ".join(reasons) + ".")
+        else:
+            self.failed.emit("No image layer: open a 2D/3D EM image (File > Open, or a sample) first.")
+        return None
+
+    def _on_image_changed(self, name: str) -> None:
+        """Follow the image's centre points layer (if it has one) when the image changes."""
+        from napari.layers import Points
+
+        candidate = layer_named(self.viewer, f"{name}{CENTRES_SUFFIX}") if name else None
+        self._set_points_layer(candidate if isinstance(candidate, Points) else None)
+
+    # ------------------------------------------------------------ clicks
+    @property
+    def points_layer(self):
+        return self._points_layer
+
+    def add_points_layer(self):
+        """Create (or re-select) the image's centre Points layer in add mode; return it."""
+        from napari.layers import Points
+
+        image = self.checked_image()
+        if image is None:
+            return None
+        name = f"{image.name}{CENTRES_SUFFIX}"
+        layer = layer_named(self.viewer, name)
+        if not isinstance(layer, Points):
+            shape = image.data.shape[-2:]
+            size = max(5.0, min(shape) / 30.0)  # in the layer's data units (pixels): napari applies the scale
+            # Same units as the image: napari drops the scale bar's units when layers disagree.
+            units = getattr(image, "units", None)
+            layer = self.viewer.add_points(
+                np.empty((0, image.ndim)),
+                ndim=image.ndim,
+                name=name,
+                scale=image.scale,
+                translate=image.translate,
+                size=size,
+                face_color="yellow",
+                border_color="black",
+                **({"units": units} if units is not None else {}),
+            )
+        self._set_points_layer(layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add"
+        self.status.emit(f"Click the centre of mitochondria on a few slices of {image.name!r}.")
+        return layer
+
+    def _set_points_layer(self, layer) -> None:
+        if self._points_layer is not None:
+            try:
+                self._points_layer.events.data.disconnect(self._update_clicks)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        self._points_layer = layer
+        if layer is not None:
+            layer.events.data.connect(self._update_clicks)
+        self._update_clicks()
+
+    def _update_clicks(self, *_args) -> None:
+        self.clicks_label.setText(clicks_text(*self.click_counts()))
+        self.clicks_changed.emit()
+
+    def click_counts(self) -> tuple[int, int]:
+        """(clicks, slices they lie on) of the centre points layer."""
+        return count_clicks(self._points_layer.data) if self._points_layer is not None else (0, 0)
+
+    def centres_in_image_coords(self, image) -> list[list[float]]:
+        """Centre points as image voxel coordinates (z, y, x) or (y, x), via world coordinates."""
+        pts = self._points_layer
+        if pts is None or len(pts.data) == 0:
+            return []
+        out = []
+        for p in np.asarray(pts.data):
+            world = pts.data_to_world(p)
+            coords = image.world_to_data(world) if image is not None else p
+            out.append([round(float(c), 3) for c in coords])
+        return out

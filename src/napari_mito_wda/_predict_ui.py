@@ -1,0 +1,187 @@
+"""The dock widget's "Predict": segment the selected image with the current model, into a Labels layer.
+
+:class:`PredictSection` runs :func:`napari_mito_wda._worker.predict_iter` (an image in memory) or
+:func:`napari_mito_wda._chunked_worker.chunked_predict_iter` (a lazy dask/zarr image, written chunk by
+chunk into a zarr store) through the :class:`~napari_mito_wda._job_runner.JobRunner`; only its
+main-thread callbacks touch layers. It announces the layer it wrote by ``labels_ready(str)`` and
+reports through ``status(str)``, ``failed(str)`` and ``progress(done, total, format)``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QCheckBox, QPushButton, QVBoxLayout, QWidget
+
+from ._job_runner import PREDICTION
+from ._live_layers import INSTANCES_SUFFIX
+from ._proofread import keep_user_edits, watch_edits
+from ._util import layer_named
+
+PREDICT_TEXT = "Predict"
+
+
+class PredictSection(QWidget):
+    """Prediction options and the Predict (Stop) button."""
+
+    labels_ready = Signal(str)
+    status = Signal(str)
+    failed = Signal(str)
+    progress = Signal(int, int, str)
+
+    def __init__(self, viewer, inputs, state, jobs, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer, self.inputs, self.state, self.jobs = viewer, inputs, state, jobs
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.flips_check = QCheckBox("Flip averaging (4x slower, smoother)")
+        self.flips_check.setToolTip("Averages 4 flipped predictions: on Lucchi it added 0.006-0.010 Dice to adapted "
+                                    "models (docs/benchmarks.md). Worth it for the final export.")
+        self.link3d_check = QCheckBox("Link instances across slices (3D)")
+        self.predict_button = QPushButton(PREDICT_TEXT)
+        self.predict_button.setToolTip("Segment every slice of the image (press again to stop)")
+        self.predict_button.clicked.connect(self._on_predict_clicked)
+        for w in (self.flips_check, self.link3d_check, self.predict_button):
+            layout.addWidget(w)
+
+    # ------------------------------------------------------------ running jobs
+    def on_run_started(self, what: str) -> None:
+        mine = what == PREDICTION
+        self.predict_button.setEnabled(mine)  # it is the Stop button of its own run
+        if mine:
+            self.predict_button.setText("Stop")
+
+    def on_run_finished(self) -> None:
+        self.predict_button.setText(PREDICT_TEXT)
+        self.predict_button.setEnabled(True)
+
+    def _on_predict_clicked(self) -> None:
+        if self.jobs.is_running:
+            self.jobs.stop()
+        else:
+            self.predict()
+
+    # ------------------------------------------------------------ in memory
+    def predict(self, output: str | Path | None = None):
+        """Start segmenting the selected image in a background worker; return the worker (or None).
+
+        A lazy image (dask/zarr, e.g. a zarr or HDF5 volume opened by this plugin) is segmented chunk by
+        chunk into the zarr store `output` (asked for when None) and shown as a lazy Labels layer.
+        """
+        from ._worker import predict_iter
+
+        if self.jobs.is_running:
+            self.failed.emit("A prediction is already running; press Stop first.")
+            return None
+        image = self.inputs.checked_image()
+        if image is None or self.jobs.refused(image):  # e.g. another dock widget adapts it
+            return None
+        if not isinstance(image.data, np.ndarray):  # dask/zarr: never load it whole, write a zarr store
+            return self.predict_to_zarr(output)
+        data = np.asarray(image.data)  # read on the main thread; the worker only sees the array
+        job = {
+            "image_name": image.name,
+            "scale": tuple(image.scale),
+            "translate": tuple(image.translate),
+            "units": getattr(image, "units", None),
+            "flips": self.flips_check.isChecked(),
+            "link_3d": self.link3d_check.isChecked(),
+            "adaptation": self.state.provenance(),
+            "slices": 1 if data.ndim == 2 else data.shape[0],
+        }
+        gen_kwargs = {"model": self.state.loaded, "model_path": self.state.path, "flips": job["flips"],
+                      "link_3d": job["link_3d"]}
+        self.progress.emit(0, job["slices"], "%v/%m slices")
+        self.status.emit(f"Predicting {image.name!r} …")
+        return self.jobs.start(predict_iter, (data,), gen_kwargs, partial(self._on_predicted, job), what=PREDICTION,
+                               layer=image)
+
+    def _on_predicted(self, job: dict, result) -> None:
+        from napari.layers import Labels
+
+        if result is None:  # aborted at a yield: nothing to show
+            return
+        self.state.use_loaded(result.model)
+        self.state.set_device(result.device)
+        name = f"{job['image_name']}{INSTANCES_SUFFIX}"
+        provenance = {
+            "model_path": result.model_path,
+            "image": job["image_name"],
+            "device": result.device,
+            "seconds": round(float(result.seconds), 2),
+            "flips": job["flips"],
+            "link_3d": job["link_3d"],
+        }
+        if job.get("adaptation"):
+            provenance["adaptation"] = job["adaptation"]
+        keep_user_edits(self.viewer, name)
+        layer = layer_named(self.viewer, name)
+        if isinstance(layer, Labels) and layer.ndim == result.labels.ndim:
+            layer.data = result.labels
+            layer.scale = job["scale"]
+            layer.translate = job["translate"]
+        else:
+            kwargs = {"units": job["units"]} if job["units"] is not None else {}
+            layer = self.viewer.add_labels(
+                result.labels, name=name, scale=job["scale"], translate=job["translate"], **kwargs
+            )
+        layer.metadata["mito_wda"] = provenance
+        watch_edits(layer)
+        self.labels_ready.emit(layer.name)
+        self.progress.emit(job["slices"], job["slices"], "")
+        which = " with the adapted model" if job.get("adaptation") else ""
+        self.status.emit(
+            f"{result.n_instances} instances in {job['image_name']!r}{which} ({result.seconds:.1f} s, {result.device})."
+        )
+
+    # ------------------------------------------------------------ larger than memory
+    def predict_to_zarr(self, output: str | Path | None = None):
+        """Chunked prediction of the selected lazy image into a zarr store (core.volumes.chunked on dask)."""
+        from ._chunked_worker import chunked_predict_iter
+
+        image = self.inputs.image_layer
+        if output is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            output, _ = QFileDialog.getSaveFileName(self, "Write the instances of a large volume to",
+                                                    f"{image.name}_instances.zarr", "Zarr store (*.zarr)")
+            if not output:
+                return None
+        output = Path(output)
+        if output.suffix.lower() != ".zarr":
+            output = output.with_name(output.name + ".zarr")
+        if output.exists():
+            self.failed.emit(f"{output} already exists; choose another name (nothing is overwritten).")
+            return None
+        job = {"image_name": image.name, "scale": tuple(image.scale), "translate": tuple(image.translate),
+               "output": str(output)}
+        model = self.state.loaded if self.state.loaded is not None else self.state.path
+        self.progress.emit(0, 0, "%v/%m chunks")
+        self.status.emit(f"Predicting {image.name!r} chunk by chunk into {output} …")
+        return self.jobs.start(chunked_predict_iter, (image.data, dict(image.metadata), output), {"model": model},
+                               partial(self._on_chunked_done, job), what=PREDICTION,
+                               on_yielded=self._on_chunk_progress, layer=image)
+
+    def _on_chunk_progress(self, report) -> None:
+        self.progress.emit(min(report.done, report.total), max(1, report.total), "")
+        if not self.jobs.stopping:
+            self.status.emit(f"{report.stage.capitalize()} … {report.done}/{report.total} chunks")
+
+    def _on_chunked_done(self, job: dict, result) -> None:
+        from ._lazy_reader import labels_on_image
+
+        if result is None:
+            return
+        data, meta = labels_on_image(result.path, job["scale"], job["translate"],
+                                     f"{job['image_name']}{INSTANCES_SUFFIX}")
+        keep_user_edits(self.viewer, meta["name"])
+        old = layer_named(self.viewer, meta["name"])
+        if old is not None:
+            self.viewer.layers.remove(old)
+        layer = self.viewer.add_labels(data, **meta)  # lazy: napari reads only the slices it shows
+        layer.metadata.setdefault("mito_wda", {})["zarr"] = job["output"]
+        self.labels_ready.emit(layer.name)
+        self.status.emit(f"Instances of {job['image_name']!r} written to {job['output']} (opened lazily).")
