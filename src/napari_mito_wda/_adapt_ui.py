@@ -14,9 +14,9 @@ from functools import partial
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QPushButton, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QWidget
 
-from ._job_runner import ADAPTATION
+from ._job_runner import ADAPTATION, RunButton
 from ._jobs import alive_only
 from ._live_layers import INSTANCES_SUFFIX, get_or_add, show_previews, with_points_on_top
 from ._loss_plot import LossPlot
@@ -73,12 +73,11 @@ class AdaptSection(QGroupBox):
         self.minutes_spin.setToolTip("Wall-clock budget of one adaptation run (Stop ends it earlier)")
         self.minutes_spin.valueChanged.connect(self._on_minutes_edited)
         self.maps_check = QCheckBox("Show what the model trusts (pseudo-labels, centre heatmap)")
-        self.adapt_button = QPushButton(ADAPT_TEXT)
+        self.adapt_button = RunButton(ADAPT_TEXT, ADAPTATION, self.jobs, self.adapt)
         self.adapt_button.setToolTip(
             "Fine-tune the model to this image from your centre clicks (press again to stop; "
             "pressing it after a run continues from the adapted model)"
         )
-        self.adapt_button.clicked.connect(self._on_adapt_clicked)
         self.loss_plot = LossPlot()
         form.addRow("Preset:", self.preset_combo)
         form.addRow("Time budget:", self.minutes_spin)
@@ -107,16 +106,12 @@ class AdaptSection(QGroupBox):
 
     # ------------------------------------------------------------------ running jobs
     def on_run_started(self, what: str) -> None:
-        mine = what == ADAPTATION
-        self.adapt_button.setEnabled(mine)  # it is the Stop button of its own run
-        if mine:
-            self.adapt_button.setText("Stop")
+        self.adapt_button.on_run_started(what)
 
     def on_run_finished(self) -> None:
         self._feed = None
         self._job = None
-        self.adapt_button.setText(ADAPT_TEXT)
-        self.adapt_button.setEnabled(True)
+        self.adapt_button.on_run_finished()
 
     # ------------------------------------------------------------------ clicks
     def _valid_clicks(self, image, shape) -> tuple[np.ndarray, int, np.ndarray]:
@@ -164,12 +159,6 @@ class AdaptSection(QGroupBox):
                 self._view_z = self._current_z(image)
 
     # ------------------------------------------------------------------ run
-    def _on_adapt_clicked(self) -> None:
-        if self.jobs.is_running:
-            self.jobs.stop()
-        else:
-            self.adapt()
-
     def adapt(self):
         """Start (or resume) adapting the current model to the selected image; return the worker or None."""
         from ._adapt_worker import ClickFeed, adapt_iter

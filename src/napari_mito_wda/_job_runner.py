@@ -7,6 +7,7 @@ button into Stop or disable it without knowing the others:
 
 * ``started(str)`` with what runs (:data:`PREDICTION`, :data:`ADAPTATION`, :data:`LOADING`),
   ``finished()`` once the worker is done (after its result or error was handled);
+* :class:`RunButton`: the button that starts one kind of job and stops it;
 * ``status(str)``, ``failed(str)`` and ``progress(done, total, format)`` for the container's status
   line and progress bar (an empty format keeps the bar's current one; total 0 keeps its range).
 """
@@ -17,6 +18,7 @@ import threading
 from functools import partial
 
 from qtpy.QtCore import QObject, Signal
+from qtpy.QtWidgets import QPushButton
 
 from ._jobs import alive_only, busy_message, hold, reported
 
@@ -119,6 +121,31 @@ class JobRunner(QObject):
         then, self._then = self._then, None
         if then is not None:
             then()
+
+
+class RunButton(QPushButton):
+    """Starts one kind of job (`what`) and is its Stop button while it runs; disabled while others run."""
+
+    def __init__(self, text: str, what: str, jobs: JobRunner, start):
+        super().__init__(text)
+        self._idle_text, self._what, self._jobs, self._start = text, what, jobs, start
+        self.clicked.connect(self._on_clicked)
+
+    def _on_clicked(self, *_args) -> None:
+        if self._jobs.is_running:
+            self._jobs.stop()
+        else:
+            self._start()
+
+    def on_run_started(self, what: str) -> None:
+        mine = what == self._what
+        self.setEnabled(mine)
+        if mine:
+            self.setText("Stop")
+
+    def on_run_finished(self) -> None:
+        self.setText(self._idle_text)
+        self.setEnabled(True)
 
 
 def _abandon(runner: JobRunner, *_args) -> None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QVBoxLayout, QWidget
 
-from ._job_runner import PREDICTION
+from ._job_runner import PREDICTION, RunButton
 from ._live_layers import INSTANCES_SUFFIX
 from ._proofread import keep_user_edits, watch_edits
 from ._util import layer_named
@@ -41,28 +41,17 @@ class PredictSection(QWidget):
         self.flips_check.setToolTip("Averages 4 flipped predictions: on Lucchi it added 0.006-0.010 Dice to adapted "
                                     "models (docs/benchmarks.md). Worth it for the final export.")
         self.link3d_check = QCheckBox("Link instances across slices (3D)")
-        self.predict_button = QPushButton(PREDICT_TEXT)
+        self.predict_button = RunButton(PREDICT_TEXT, PREDICTION, jobs, self.predict)
         self.predict_button.setToolTip("Segment every slice of the image (press again to stop)")
-        self.predict_button.clicked.connect(self._on_predict_clicked)
         for w in (self.flips_check, self.link3d_check, self.predict_button):
             layout.addWidget(w)
 
     # ------------------------------------------------------------ running jobs
     def on_run_started(self, what: str) -> None:
-        mine = what == PREDICTION
-        self.predict_button.setEnabled(mine)  # it is the Stop button of its own run
-        if mine:
-            self.predict_button.setText("Stop")
+        self.predict_button.on_run_started(what)
 
     def on_run_finished(self) -> None:
-        self.predict_button.setText(PREDICT_TEXT)
-        self.predict_button.setEnabled(True)
-
-    def _on_predict_clicked(self) -> None:
-        if self.jobs.is_running:
-            self.jobs.stop()
-        else:
-            self.predict()
+        self.predict_button.on_run_finished()
 
     # ------------------------------------------------------------ in memory
     def predict(self, output: str | Path | None = None):
