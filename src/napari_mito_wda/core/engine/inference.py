@@ -64,7 +64,8 @@ def _normaliser(raw: np.ndarray, ranges: list[tuple[float, float]]) -> Callable:
 
     def read(ya, yb, xa, xb):
         # A copy even of float32 input: the in-place arithmetic below must not touch the caller's image.
-        x = torch.from_numpy(np.ascontiguousarray(raw[:, ya:yb, xa:xb])).to(torch.float32, copy=True)
+        # (np.array copies read-only input too, which torch.from_numpy would warn about)
+        x = torch.from_numpy(np.array(raw[:, ya:yb, xa:xb], dtype=np.float32))
         x = x.sub_(lo).div_(span).clamp_(0.0, 1.0)
         if flat:
             x[flat] = 0.0
