@@ -34,7 +34,7 @@ def child(tile: int, threads: int, mallopt: bool) -> None:
 
     from napari_mito_wda.core.data.checkpoint import load_checkpoint
     from napari_mito_wda.core.engine.device import pick_device
-    from napari_mito_wda.core.engine.inference import _forward
+    from napari_mito_wda.core.engine.tiling import _forward
     from napari_mito_wda.core.volumes.alloc import keep_memory_for_inference
 
     torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ..data.io import intensity_range, sample_strides, validate_image
 from .device import DeviceInfo, pick_device
 from .model import MultiTaskUNet
-from .tiling import _forward, predict_region, predict_working_exact  # noqa: F401 (_forward: profile_alloc.py)
+from .tiling import _tiles_forward, predict_region
 
 
 @torch.no_grad()
@@ -32,7 +32,11 @@ def predict_working(
 
     The same tiles as `predict_volume` (adaptation's previews and pseudo-labels see what prediction will).
     """
-    return predict_working_exact(model, img, dev, max_core=max_core, flips=flips)
+    h, w = img.shape
+    t = torch.as_tensor(np.asarray(img, dtype=np.float32)).to(dev.device)[None]
+    logit, heat, _, _ = _tiles_forward(model, lambda r, c: t[:, r[0] : r[1], c[0] : c[1]], (h, w), (0, h - 1),
+                                       (0, w - 1), dev, max_core, flips, 1)
+    return logit[0, :h, :w].cpu().numpy(), heat[0, :h, :w].cpu().numpy()
 
 
 def to_working(img: np.ndarray, factor: int) -> np.ndarray:

@@ -78,11 +78,6 @@ def working_halo(config: ModelConfig) -> int:
     return int(math.ceil(receptive_radius(config) / m) * m)
 
 
-def full_halo(config: ModelConfig) -> int:
-    """The same halo in full-resolution pixels (what a chunk must read beyond its faces)."""
-    return working_halo(config) * config.downsample + config.downsample
-
-
 def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     """Map any integer positions into [0, n) by mirror reflection without repeating the edge (numpy 'reflect')."""
     idx = np.asarray(idx, dtype=np.int64)
@@ -93,17 +88,12 @@ def reflect_index(idx: np.ndarray, n: int) -> np.ndarray:
     return np.where(r < n, r, period - r)
 
 
-def _bilinear_source(start: int, stop: int, factor: int, n_work: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For full-resolution positions start..stop-1: the two working indices and the weight of the second.
-
-    Same arithmetic as torch's bilinear interpolation with align_corners=False and scale = factor.
-    """
-    pos = np.arange(start, stop, dtype=np.float64)
-    src = np.maximum((pos + 0.5) / factor - 0.5, 0.0)
-    i0 = np.minimum(np.floor(src).astype(np.int64), n_work - 1)
-    i1 = np.minimum(i0 + 1, n_work - 1)
-    w1 = (src - i0).astype(np.float32)
-    return i0, i1, w1
+def _bilinear_span(start: int, stop: int, factor: int, n_work: int) -> tuple[int, int]:
+    """The first and last working pixel that bilinear growth (align_corners=False, scale = factor) reads
+    for full-resolution positions start..stop-1: torch's source index (pos + 0.5) / f - 0.5, clamped."""
+    first = int(np.floor(max((start + 0.5) / factor - 0.5, 0.0)))
+    last = int(np.floor(max((stop - 1 + 0.5) / factor - 0.5, 0.0)))
+    return min(first, n_work - 1), min(last + 1, n_work - 1)
 
 
 def _cores(first: int, last: int, m: int, max_core: int) -> list[tuple[int, int]]:
@@ -222,9 +212,7 @@ def predict_region(
     if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
         raise ValueError(f"region {region} is not inside a slice of {full_shape}")
     hw, ww = -(-H // f), -(-W // f)
-    ry = _bilinear_source(y0, y1, f, hw)
-    rx = _bilinear_source(x0, x1, f, ww)
-    span_y, span_x = (int(ry[0].min()), int(ry[1].max())), (int(rx[0].min()), int(rx[1].max()))
+    span_y, span_x = _bilinear_span(y0, y1, f, hw), _bilinear_span(x0, x1, f, ww)
     logit, heat, oy, ox = _tiles_forward(
         model, lambda rows, cols: _working_window(read, rows, cols, full_shape, f, dev.device), (hw, ww),
         span_y, span_x, dev, max_core, flips, batch_size)
@@ -247,7 +235,7 @@ def _grow(work: torch.Tensor, rows, cols, span_y, span_x, origin, f: int) -> tor
     """Bilinear growth (align_corners=False, exact factor f) of working maps to full rows/cols [a, b).
 
     work covers working pixels from origin on; span = the first and last working pixel the region
-    needs (`_bilinear_source`). Interpolating only that span gives the global arithmetic: torch's
+    needs (`_bilinear_span`). Interpolating only that span gives the global arithmetic: torch's
     source index (dst + 0.5) / f - 0.5 shifts by whole pixels with the crop, its clamp at 0 acts only
     at the slice's first pixel (the only place a needed index is negative) and its clamp at the end
     only at the slice's last working pixel (the span ends there or before).
@@ -269,14 +257,3 @@ def predict_exact(model: MultiTaskUNet, norm: np.ndarray, dev: DeviceInfo, **kw)
         norm = norm[None]
     H, W = norm.shape[1:]
     return predict_region(model, lambda ya, yb, xa, xb: norm[:, ya:yb, xa:xb], (H, W), (0, H, 0, W), dev, **kw)
-
-
-@torch.no_grad()
-def predict_working_exact(model: MultiTaskUNet, img: np.ndarray, dev: DeviceInfo, max_core: int = 1024,
-                          flips: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Seg logits and heatmap of one normalised 2D image already at the working resolution (same tiles)."""
-    h, w = img.shape
-    t = torch.as_tensor(np.asarray(img, dtype=np.float32)).to(dev.device)[None]
-    logit, heat, _, _ = _tiles_forward(model, lambda r, c: t[:, r[0] : r[1], c[0] : c[1]], (h, w), (0, h - 1),
-                                       (0, w - 1), dev, max_core, flips, 1)
-    return logit[0, :h, :w].cpu().numpy(), heat[0, :h, :w].cpu().numpy()
