@@ -58,9 +58,13 @@ def test_an_existing_output_is_never_replaced_without_overwrite(command, output,
 ])
 def test_bad_output_paths_fail_before_any_work(command, output, phrase, em, tiny_ckpt, adaptable_model_file,
                                                tmp_path, capsys, monkeypatch):
+    import napari_mito_wda
     import napari_mito_wda.core.data.io as io
 
-    monkeypatch.setattr(io, "read_volume", None)  # nothing may be read (a long prediction must not come first)
+    # nothing may be read (a long prediction must not come first); the CLI takes read_volume from the
+    # package's lazy exports, which keep the function once looked up: patch both places
+    monkeypatch.setattr(io, "read_volume", None)
+    monkeypatch.setattr(napari_mito_wda, "read_volume", None, raising=False)
     out = tmp_path / output
     args = {
         "predict": ["predict", em, "-o", out, "--model", tiny_ckpt]
