@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import sys
 import time
@@ -15,7 +14,16 @@ from ._cli_progress import Progress
 def cmd_adapt(args) -> int:
     import signal
 
-    from . import AdaptSettings, CheckpointError, adapt, pick_device, read_points, read_volume, save_adapted
+    from . import (
+        AdaptSettings,
+        CheckpointError,
+        adapt,
+        load_model,
+        pick_device,
+        read_points,
+        read_volume,
+        save_adapted,
+    )
     from .core.adapt import validate_points, with_state
 
     out = Path(args.output)
@@ -31,13 +39,12 @@ def cmd_adapt(args) -> int:
         raise ValueError(f"--minutes takes a time budget above 0, got {args.minutes}")
     if args.max_iters is not None and args.max_iters < 1:
         raise ValueError(f"--max-iters takes a number of iterations, 1 or more, got {args.max_iters}")
-    pick_device(args.device, args.precision)
+    dev = pick_device(args.device, args.precision)  # a bad --device fails here, before anything is read
     vol = read_volume(args.image)
     clicks = read_points(args.points) if args.points else None
     if clicks is not None:
         validate_points(clicks, vol.data.shape)  # named, one line, before the model is loaded
-    loaded, dev = model_and_device(argparse.Namespace(model=args.resume or args.model, device=args.device,
-                                                          precision=args.precision))
+    loaded = load_model(args.resume or args.model, device=dev.device)
     if "replay_images" not in loaded.extras:
         raise CheckpointError(f"{loaded.path}: this model carries no source replay set, so it cannot be adapted; "
                               "start from the shipped model (leave out --model) or one made by `mito-wda pretrain`.")
