@@ -34,30 +34,42 @@ class Volume:
     path: str | None = None
 
 
+def check_stack_shape(shape, dtype, name: str = "image") -> tuple[tuple[int, int, int], bool]:
+    """(Z, Y, X) shape of an image of `shape` and `dtype`, and whether it was 2D; InputError otherwise.
+
+    Only the shape and pixel type, so that a volume read lazily (core/volumes/lazy_io.py) is checked by
+    the same rules, with the same messages, as one in memory.
+    """
+    dtype, shape = np.dtype(dtype), tuple(int(s) for s in shape)
+    if dtype.kind not in "uif":  # bool (kind "b") is refused too
+        raise InputError(f"{name}: unsupported pixel type {dtype}; expected 8/16-bit integers or floats, "
+                         "convert it (e.g. to 8-bit) first.")
+    if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4:
+        raise InputError(f"{name}: shape {shape} looks like an RGB(A) image; convert it to grayscale first "
+                         "(EM data is single-channel).")
+    if 0 in shape:
+        raise InputError(f"{name}: holds no pixels (shape {shape}); check that the file holds the stack "
+                         "and export it again.")
+    squeeze = len(shape) == 2
+    if squeeze:
+        shape = (1, *shape)
+    if len(shape) != 3:
+        raise InputError(
+            f"{name}: expected a 2D image (Y, X) or a 3D stack (Z, Y, X), got {len(shape)} dimensions "
+            f"{shape}; split channels/time points first."
+        )
+    if min(shape[1:]) < 16:
+        raise InputError(f"{name}: slices of {shape[1]}x{shape[2]} pixels are too small (need at least "
+                         "16x16); give the full-size stack.")
+    return shape, squeeze
+
+
 def validate_image(data: np.ndarray, name: str = "image") -> np.ndarray:
     """Return the image as (Z, Y, X); raise InputError for shapes/dtypes/values we cannot segment."""
     arr = np.asarray(data)
-    if arr.dtype == bool or arr.dtype.kind not in "uif":
-        raise InputError(f"{name}: unsupported pixel type {arr.dtype}; expected 8/16-bit integers or floats, "
-                         "convert it (e.g. to 8-bit) first.")
-    if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] > 4:
-        raise InputError(
-            f"{name}: shape {arr.shape} looks like an RGB(A) image; convert it to grayscale first "
-            "(EM data is single-channel)."
-        )
-    if arr.size == 0:
-        raise InputError(f"{name}: holds no pixels (shape {arr.shape}); check that the file holds the stack "
-                         "and export it again.")
-    if arr.ndim == 2:
+    _, squeeze = check_stack_shape(arr.shape, arr.dtype, name)
+    if squeeze:
         arr = arr[None]
-    if arr.ndim != 3:
-        raise InputError(
-            f"{name}: expected a 2D image (Y, X) or a 3D stack (Z, Y, X), got {arr.ndim} dimensions "
-            f"{arr.shape}; split channels/time points first."
-        )
-    if min(arr.shape[1:]) < 16:
-        raise InputError(f"{name}: slices of {arr.shape[1]}x{arr.shape[2]} pixels are too small (need at least "
-                         "16x16); give the full-size stack.")
     if arr.dtype.kind == "f":
         n_bad = int(np.count_nonzero(~np.isfinite(arr)))
         if n_bad:

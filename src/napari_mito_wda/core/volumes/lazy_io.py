@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import NO_PAGES, InputError, _imagej_spacing, check_tiff_path, not_a_tiff, quiet_tifffile
+from ..data.io import (
+    NO_PAGES,
+    InputError,
+    _imagej_spacing,
+    check_stack_shape,
+    check_tiff_path,
+    not_a_tiff,
+    quiet_tifffile,
+)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 ZARR_SUFFIXES = (".zarr", ".zr", ".ome.zarr")
@@ -71,32 +79,6 @@ class LazyVolume:
     def describe(self) -> str:
         where = f"{self.path}" + (f" [{self.dataset}]" if self.dataset else "")
         return f"{where}: {self.kind}, {self.shape} {np.dtype(self.dtype).name}"
-
-
-def _check(shape, dtype, name: str) -> tuple[tuple[int, int, int], bool]:
-    dtype = np.dtype(dtype)
-    if dtype.kind not in "uif":  # bool (kind "b") is refused too
-        raise InputError(f"{name}: unsupported pixel type {dtype}; expected 8/16-bit integers or floats, "
-                         "convert it (e.g. to 8-bit) first.")
-    if 0 in tuple(shape):
-        raise InputError(f"{name}: holds no pixels (shape {tuple(shape)}); check that the file holds the stack "
-                         "and export it again.")
-    if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4:  # as io.validate_image
-        raise InputError(f"{name}: shape {tuple(shape)} looks like an RGB(A) image; convert it to grayscale first "
-                         "(EM data is single-channel).")
-    if len(shape) == 2:
-        shape, squeeze = (1, *shape), True
-    elif len(shape) == 3:
-        squeeze = False
-    else:
-        raise InputError(
-            f"{name}: expected a 2D image (Y, X) or a 3D stack (Z, Y, X), got {len(shape)} dimensions "
-            f"{tuple(shape)}; split channels/time points first."
-        )
-    if min(shape[1:]) < 16:
-        raise InputError(f"{name}: slices of {shape[1]}x{shape[2]} pixels are too small (need at least 16x16); "
-                         "give the full-size stack.")
-    return tuple(int(s) for s in shape), squeeze
 
 
 def _open_array(path: str, kind: str, dataset: str | None):
@@ -207,11 +189,11 @@ def open_volume(source, dataset: str | None = None) -> LazyVolume:
         if kind is None:
             raise InputError(f"{path}: not a TIFF, zarr or HDF5 volume (use .tif, .zarr or .h5).")
         arr, voxel, chunks, name = _open_array(str(path), kind, dataset)
-        shape, squeeze = _check(arr.shape, arr.dtype, str(path))
+        shape, squeeze = check_stack_shape(arr.shape, arr.dtype, str(path))
         if chunks is not None and squeeze:
             chunks = (1, *chunks)
         return LazyVolume(str(path), kind, name, shape, np.dtype(arr.dtype), voxel, chunks, arr, squeeze)
     if hasattr(source, "shape") and hasattr(source, "dtype") and hasattr(source, "__getitem__"):
-        shape, squeeze = _check(source.shape, source.dtype, "array")
+        shape, squeeze = check_stack_shape(source.shape, source.dtype, "array")
         return LazyVolume(None, "array", None, shape, np.dtype(source.dtype), None, None, source, squeeze)
     raise InputError(f"cannot read a volume from {type(source).__name__}; give a path or an array.")
