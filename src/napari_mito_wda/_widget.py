@@ -30,11 +30,10 @@ from ._adapt_ui import AdaptSection
 from ._export_ui import ExportSection
 from ._inputs_ui import InputsSection, clicks_text, count_clicks  # noqa: F401 (tests import them here)
 from ._job_runner import JobRunner
-from ._live_layers import INSTANCES_SUFFIX  # noqa: F401 (older callers import it here)
 from ._model_state import ModelState
 from ._model_ui import ModelSection
 from ._predict_ui import PredictSection
-from ._util import _unwrap, same_layer  # noqa: F401 (re-exported: tests and older callers import them here)
+from ._util import same_layer  # noqa: F401 (re-exported: tests import it here)
 
 if TYPE_CHECKING:
     import napari
@@ -47,8 +46,6 @@ def _reach(section: str, name: str, doc: str = "") -> property:
 
 class MitoWidget(QWidget):
     """Segment mitochondria in the selected EM image, adapt the model to it, export the instances."""
-
-    INSTANCES_SUFFIX = INSTANCES_SUFFIX
 
     def __init__(self, napari_viewer: napari.viewer.Viewer, parent: QWidget | None = None):
         super().__init__(parent)
@@ -174,6 +171,3 @@ class MitoWidget(QWidget):
     labels_layer = _reach("exporter", "labels_layer")
     export_button = _reach("exporter", "export_button")
     export_labels = _reach("exporter", "export_labels")
-
-    def adaptation_provenance(self) -> dict | None:
-        return self.model_state.provenance()
