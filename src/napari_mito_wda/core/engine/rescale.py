@@ -3,7 +3,7 @@
 The network was trained on slices at the model's pixel size, shrunk by ModelConfig.downsample. An
 image at another pixel size is brought to that grid in the same single step: with scale = image_nm /
 model_nm, zoom = scale / downsample working pixels per image pixel. Where scale is 1 (or the pixel size
-is unknown) tiling.py keeps its integer f x f path unchanged.
+is unknown; `data/pixel_size.pixel_scale`) tiling.py keeps its integer f x f path unchanged.
 
 Why the ratio is folded into the working-resolution step rather than applied to each slice before and
 after the engine: one interpolation each way instead of two, and the halo-exact tiling stays exact.
@@ -23,18 +23,6 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-
-# Ratios this close to 1 keep the integer path: the network is not that sensitive to object size, and
-# the results stay bit-identical to those of a run without a pixel size.
-SAME_SCALE = 0.02
-
-
-def pixel_scale(image_nm: float | None, model_nm: float | None) -> float:
-    """image_nm / model_nm (image pixels are this many model pixels); 1.0 when either is unknown or close."""
-    if not image_nm or not model_nm:
-        return 1.0
-    s = float(image_nm) / float(model_nm)
-    return 1.0 if abs(s - 1.0) < SAME_SCALE else s
 
 
 def working_size(n: int, zoom: float) -> int:
