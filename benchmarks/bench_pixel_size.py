@@ -66,10 +66,10 @@ def main() -> int:
         seconds = time.perf_counter() - t0
         score = dice(seg.labels > 0, gt)
         n_objects = int(len(np.unique(seg.labels)) - 1)
-        rows.append([name, "x".join(map(str, img.shape)), score, n_objects, round(seconds, 1)])
+        rows.append([name, "x".join(map(str, img.shape)), score, n_objects, f"{seconds:.1f}"])
         records.append({"run": name, "shape": list(img.shape), "pixel_size_nm": nm, "dice": score, "seconds": seconds})
         print(f"{name}: Dice {score:.3f} ({seconds:.1f} s)", file=sys.stderr)
-    machine = (f"{platform.processor() or platform.machine()}, {args.threads} thread(s), {dev.describe()}")
+    machine = f"{platform.machine()}, {dev.describe()}"
     RESULTS.parent.mkdir(exist_ok=True)
     with open(RESULTS, "a") as fh:
         fh.write(json.dumps({"machine": machine, "slices": args.slices, "results": records}) + "\n")
