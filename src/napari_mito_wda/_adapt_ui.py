@@ -216,10 +216,12 @@ class AdaptSection(QGroupBox):
         kwargs = {
             "model": self.state.loaded, "model_path": self.state.path, "preset": self.preset_combo.currentText(),
             "overrides": overrides, "resume": resume, "view_z": lambda: self._view_z, "with_maps": job["maps"],
+            "pixel_size": self.inputs.pixel_size(),
         }
         self.progress.emit(0, PROGRESS_STEPS, "Starting …")
         verb = "Resuming" if resume else "Starting"
-        self.status.emit(f"{verb} adaptation to {image.name!r} with {len(pts)} clicks …")
+        self.status.emit(f"{verb} adaptation to {image.name!r} ({self.inputs.pixel_size_text()}) with {len(pts)} "
+                         "clicks …")
         worker = self.jobs.start(
             adapt_iter, (data, self._feed), kwargs, partial(self._on_adapted, job), what=ADAPTATION,
             on_yielded=partial(self._on_adapt_update, job), layer=image,
