@@ -101,16 +101,25 @@ def predict_volume(
     slices_per_call: int = 1,
     normalized: bool = False,
     scale: float = 1.0,
+    orthoplanes: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict every slice of a raw (Z, Y, X) stack; outputs may be given (e.g. memory-mapped arrays).
 
     Per slice: the intensity range of the strided subsample (as io.normalize_slice and the chunked
     path), then `tiling.predict_region` over the whole slice. normalized=True: slices already in [0, 1].
     scale = image_nm / model_nm (`rescale.pixel_scale`); the outputs are on the image's grid either way.
+    orthoplanes=True: also along xz and yz, probabilities averaged (`orthoplanes.py`; progress then counts
+    the planes of all three orientations); InputError for a stack too short for it.
     """
     volume = validate_image(volume)
     dev = dev or pick_device()
     model.eval()
+    if orthoplanes:
+        from .orthoplanes import predict_orthoplanes
+
+        return predict_orthoplanes(model, volume, dev, progress=progress, out_prob=out_prob, out_heat=out_heat,
+                                   normalized=normalized, flips=flips, max_core=max_core,
+                                   slices_per_call=slices_per_call, scale=scale)
     Z, H, W = volume.shape
     prob = out_prob if out_prob is not None else np.zeros(volume.shape, np.float32)
     heat = out_heat if out_heat is not None else np.zeros(volume.shape, np.float32)
