@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""Orthoplane inference against xy only: the shipped model on the Lucchi test stack (about 5 nm isotropic).
+
+Rows, each measured in a fresh process: `segment_volume` xy only and with orthoplanes=True (timed: the
+API path), then, from one run of the three orientations (`orthoplanes.plane_maps`), each orientation
+alone (with the xy heatmap for the instance seeds) and the mean probability with the heatmaps averaged too
+(the choice `orthoplanes.py` argues against). Dice and IoU over the volume, AJI and PQ per slice on 2D
+components (`evaluate_volume`, per_slice=False) against the binary test labels.
+
+    .venv/bin/python benchmarks/bench_orthoplanes.py [--slices 80] [--threads 1] [--flips]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import SHARED, markdown_table, peak_rss_mb, run_child, update_section  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "orthoplanes_results.jsonl"
+METRICS = ("dice", "iou", "aji", "pq")
+
+
+def _load(slices: int, threads: int):
+    import tifffile
+    import torch
+
+    from napari_mito_wda.core.data.checkpoint import load_checkpoint
+    from napari_mito_wda.core.engine.device import pick_device
+
+    torch.set_num_threads(threads)
+    img = tifffile.imread(SHARED / "lucchi" / "test_image.tif")[:slices]
+    gt = tifffile.imread(SHARED / "lucchi" / "test_labels.tif")[:slices]
+    dev = pick_device()
+    return img, gt, load_checkpoint(None, device=dev.device), dev
+
+
+def _scores(labels, gt) -> dict:
+    from napari_mito_wda.core.evaluation.metrics import evaluate_volume
+
+    m = evaluate_volume(labels, gt, per_slice=False)
+    return {k: float(m[k]) for k in METRICS}
+
+
+def child_timed(slices: int, threads: int, orthoplanes: bool, flips: bool) -> dict:
+    from napari_mito_wda.core.engine.segment import segment_volume
+
+    img, gt, loaded, dev = _load(slices, threads)
+    segment_volume(img[:1], loaded, dev)  # warm-up: first-call allocations are not throughput
+    t0 = time.perf_counter()
+    seg = segment_volume(img, loaded, dev, orthoplanes=orthoplanes, flips=flips)
+    seconds = time.perf_counter() - t0
+    return _scores(seg.labels, gt) | {"seconds": seconds, "peak_rss_mb": peak_rss_mb(), "device": dev.describe()}
+
+
+def child_variants(slices: int, threads: int, flips: bool) -> dict:
+    """Each orientation alone and the all-maps mean, from one prediction of the three orientations."""
+    from napari_mito_wda.core.data.io import normalize_slices
+    from napari_mito_wda.core.engine.instances import instances_volume
+    from napari_mito_wda.core.engine.orthoplanes import plane_maps
+
+    img, gt, loaded, dev = _load(slices, threads)
+    maps = {name: (p, h) for name, p, h in plane_maps(loaded.model, normalize_slices(img), dev, flips=flips)}
+    heat_xy = maps["xy"][1]
+    out = {f"{name} alone": _scores(instances_volume(p, heat_xy), gt) for name, (p, _) in maps.items()}
+    mean_p = sum(p for p, _ in maps.values()) / 3
+    mean_h = sum(h for _, h in maps.values()) / 3
+    out["heatmaps averaged too"] = _scores(instances_volume(mean_p, mean_h), gt)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--slices", type=int, default=80, help="first N slices of the Lucchi test stack (80: all)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (2 only when the machine is quiet)")
+    ap.add_argument("--flips", action="store_true", help="4-flip averaging in every row")
+    ap.add_argument("--no-doc", action="store_true", help="print the table, leave docs/benchmarks.md alone")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--what", choices=["xy", "ortho", "variants"], default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        r = (child_variants(a.slices, a.threads, a.flips) if a.what == "variants"
+             else child_timed(a.slices, a.threads, a.what == "ortho", a.flips))
+        print(json.dumps(r))
+        return 0
+    if not (SHARED / "lucchi" / "test_image.tif").exists():
+        print(f"bench_orthoplanes: {SHARED / 'lucchi'} holds no Lucchi test stack; see CONTRIBUTING.md",
+              file=sys.stderr)
+        return 2
+    from napari_mito_wda.core.data.provenance import provenance
+
+    args = ["--slices", str(a.slices), "--threads", str(a.threads)] + (["--flips"] if a.flips else [])
+    raw = {w: run_child(Path(__file__), [*args, "--what", w]) for w in ("xy", "ortho", "variants")}
+    xy, ortho = raw["xy"], raw["ortho"]
+    rows = [["xy only (default)", *(xy[k] for k in METRICS), f"{xy['seconds']:.1f}", f"{xy['peak_rss_mb']:.0f}"],
+            ["orthoplanes: xy, xz, yz probabilities averaged, xy heatmap", *(ortho[k] for k in METRICS),
+             f"{ortho['seconds']:.1f}", f"{ortho['peak_rss_mb']:.0f}"]]
+    rows += [[name, *(r[k] for k in METRICS), "", ""] for name, r in raw["variants"].items()]
+    prov = provenance()
+    RESULTS.parent.mkdir(exist_ok=True)
+    with open(RESULTS, "a") as fh:
+        fh.write(json.dumps({"date": prov["date"], "commit": prov["commit"], "slices": a.slices,
+                             "threads": a.threads, "flips": a.flips, "results": raw}) + "\n")
+    gain = {k: ortho[k] - xy[k] for k in METRICS}
+    command = f"benchmarks/bench_orthoplanes.py {' '.join(args)}"
+    table = markdown_table(["prediction", "Dice", "IoU", "AJI", "PQ", "seconds", "peak MB"], rows)
+    body = f"""## Orthoplanes: xy, xz and yz against xy only
+
+The shipped model on the first {a.slices} slices of the Lucchi test stack ({a.slices} x 768 x 1024, about 5 nm
+isotropic FIB-SEM; pixel size not given, as in the segmentation section), {xy['device']}, torch threads
+{a.threads}, {"4-flip averaging" if a.flips else "no flip averaging"}. Instances: 2D components of probability
+> 0.5 split at centre-heatmap peaks, per xy slice; Dice and IoU over the volume, AJI and PQ per slice on 2D
+components, averaged. The first two rows are `segment_volume` (seconds: prediction and instances, after a
+warm-up; peak MB: the process's peak resident memory); the others come from one prediction of the three
+orientations (`orthoplanes.plane_maps`): each orientation's probability alone with the xy heatmap, and the
+mean probability with the three heatmaps averaged too. Orthoplanes minus xy only: Dice {gain['dice']:+.3f},
+AJI {gain['aji']:+.3f}, PQ {gain['pq']:+.3f}, for {ortho['seconds'] / xy['seconds']:.1f}x the time.
+
+{table}
+
+Measured {prov['date']} at commit {prov['commit']} on {prov['machine']}. Reproduce:
+`.venv/bin/python {command}`
+"""
+    print(body)
+    if not a.no_doc:
+        update_section("orthoplanes", body)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
