@@ -89,6 +89,10 @@ def cmd_predict_chunked(args) -> int:
     if args.link_3d:
         raise InputError("--3d links slices one after another over the whole volume; it is not available for "
                          "chunked runs (zarr/HDF5 input or output, --chunks/--workers/--scheduler).")
+    if args.orthoplanes:  # xz and yz planes cross every chunk face along z: not in this path
+        raise InputError("--orthoplanes predicts whole xz and yz planes of a volume held in memory; it is not "
+                         "available for chunked runs (zarr/HDF5 input or output, --chunks/--workers/--scheduler): "
+                         "convert a volume that fits in memory to TIFF, or leave --orthoplanes out.")
     to_tiff = out.suffix.lower() in (".tif", ".tiff")
     if not to_tiff and out.suffix.lower() != ".zarr":
         raise InputError(f"{out}: name the output *.zarr (chunked) or *.tif (for volumes that fit in memory).")
@@ -157,12 +161,14 @@ def cmd_predict(args) -> int:
     pixel_size, said = pixel_size_for(check_pixel_size_flag(args), vol.voxel_size, loaded.pixel_size_nm)
     print(said, file=sys.stderr)
     seg = segment_volume(
-        vol.data, loaded, dev, progress=Progress("predict"), flips=args.flips, link_3d=args.link_3d,
-        threshold=args.threshold, min_size=args.min_size, pixel_size=pixel_size,
+        vol.data, loaded, dev, progress=Progress("predict" + (" xy, xz, yz planes" if args.orthoplanes else "")),
+        flips=args.flips, link_3d=args.link_3d, threshold=args.threshold, min_size=args.min_size,
+        pixel_size=pixel_size, orthoplanes=args.orthoplanes, voxel_size=vol.voxel_size,
     )
     meta = provenance() | {
         "source_image": str(vol.path), "model": loaded.path, "model_sha256": file_sha256(loaded.path),
-        "flips": args.flips, "link_3d": args.link_3d, "threshold": args.threshold, "min_size": args.min_size,
+        "flips": args.flips, "orthoplanes": args.orthoplanes, "link_3d": args.link_3d, "threshold": args.threshold,
+        "min_size": args.min_size,
         "pixel_size_nm": pixel_size, "model_pixel_size_nm": loaded.pixel_size_nm,
     }
     write_labels_tiff(out, seg.labels, vol.voxel_size, overwrite=args.overwrite, metadata=meta)
@@ -225,6 +231,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--flips", action="store_true",
                    help="average 4 flips (4x the inference time; +0.006-0.010 Dice on Lucchi, docs/benchmarks.md)")
+    p.add_argument("--orthoplanes", action="store_true",
+                   help="also predict along xz and yz and average (3x the time), for near-isotropic volumes "
+                        "(z spacing within 1.5x of the pixel size, at least 32 voxels a side); TIFF in and out "
+                        "only, not chunked runs (docs/benchmarks.md: what it gains)")
     p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--min-size", type=int, default=64, help="smallest instance kept, in pixels per slice")

@@ -45,6 +45,7 @@ def test_zarr_to_tiff_for_volumes_that_fit(em_zarr, tiny_ckpt, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--chunks", "2,32"], "three positive integers"),
     (["--3d"], "not available for chunked runs"),
+    (["--orthoplanes"], "not available for chunked runs"),
 ])
 def test_bad_options_give_one_line_errors(em_zarr, tiny_ckpt, tmp_path, capsys, extra, message):
     args = ["predict", str(em_zarr), "-o", str(tmp_path / "o.zarr"), "--model", str(tiny_ckpt), "--scheduler", "sync"]

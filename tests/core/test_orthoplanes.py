@@ -3,6 +3,7 @@ heatmap kept; refused for stacks too short across a side or with anisotropic vox
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from napari_mito_wda.core.data.checkpoint import load_checkpoint
@@ -12,6 +13,8 @@ from napari_mito_wda.core.engine.device import DeviceInfo
 from napari_mito_wda.core.engine.inference import predict_volume
 from napari_mito_wda.core.engine.orthoplanes import min_side, refusal
 from napari_mito_wda.core.engine.segment import segment_volume
+
+from .conftest import cli
 
 CPU32 = DeviceInfo(torch.device("cpu"), None, 1)
 
@@ -106,3 +109,25 @@ def test_refusal_rules(tiny_model):
     assert refusal((31, 32, 32), cfg) is not None
     shipped_like = type(cfg)(depth=5, downsample=2)
     assert min_side(shipped_like) == 64 and refusal((48, 512, 512), shipped_like) is not None
+
+
+def _tiff(path, img, z_nm, xy_nm):
+    tifffile.imwrite(path, img, imagej=True, resolution=(1 / xy_nm, 1 / xy_nm),
+                     metadata={"axes": "ZYX", "spacing": z_nm, "unit": "nm"})
+    return path
+
+
+def test_cli_orthoplanes(tiny_ckpt, cube, tmp_path, capsys):
+    src, out = _tiff(tmp_path / "iso.tif", cube, 5.0, 5.0), tmp_path / "iso_instances.tif"
+    rc, err = cli(["predict", src, "-o", out, "--model", tiny_ckpt, "--orthoplanes", "--min-size", "0"], capsys)
+    assert rc == 0 and "xy, xz, yz planes" in err
+    assert tifffile.imread(out).shape == cube.shape
+
+
+@pytest.mark.parametrize("z_nm, shape, words", [(50.0, (32, 40, 48), "near-isotropic"),
+                                                (5.0, (8, 40, 48), "at least 32 voxels")])
+def test_cli_refuses_orthoplanes_in_one_line(tiny_ckpt, tmp_path, capsys, z_nm, shape, words):
+    src = _tiff(tmp_path / "a.tif", np.zeros(shape, np.uint8), z_nm, 4.6)
+    rc, err = cli(["predict", src, "-o", tmp_path / "b.tif", "--model", tiny_ckpt, "--orthoplanes"], capsys,
+                  late=True)
+    assert rc == 2 and words in err and not (tmp_path / "b.tif").exists()
