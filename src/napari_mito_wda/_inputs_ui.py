@@ -61,15 +61,19 @@ def usable_image(layer) -> str | None:
     return None
 
 
-def layer_pixel_size(layer) -> float | None:
-    """In-plane nm per pixel of an image layer: what this plugin's readers recorded, else its scale and units."""
+def layer_voxel_size(layer):
+    """(z, y, x) nm of an image layer: what this plugin's readers recorded, else its scale and units; or None."""
     from ._writer import voxel_size_from_layer
-    from .core.data.pixel_size import in_plane
 
     recorded = (getattr(layer, "metadata", None) or {}).get("mito_wda", {}).get("voxel_size_nm")
-    if recorded:
-        return in_plane(recorded)
-    return in_plane(voxel_size_from_layer(layer.scale, getattr(layer, "units", None)))
+    return recorded or voxel_size_from_layer(layer.scale, getattr(layer, "units", None))
+
+
+def layer_pixel_size(layer) -> float | None:
+    """In-plane nm per pixel of an image layer (`layer_voxel_size`)."""
+    from .core.data.pixel_size import in_plane
+
+    return in_plane(layer_voxel_size(layer))
 
 
 def refill(combo: QComboBox, names: list[str]) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 
+from ._inputs_ui import layer_voxel_size
 from ._job_runner import PREDICTION, RunButton
 from ._live_layers import INSTANCES_SUFFIX
 from ._proofread import keep_user_edits, watch_edits
@@ -40,10 +41,19 @@ class PredictSection(QWidget):
         self.flips_check = QCheckBox("Flip averaging (4x slower, smoother)")
         self.flips_check.setToolTip("Averages 4 flipped predictions: on Lucchi it added 0.006-0.010 Dice to adapted "
                                     "models (docs/benchmarks.md). Worth it for the final export.")
+        self.orthoplanes_check = QCheckBox("Orthoplanes (isotropic volumes)")
+        self.orthoplanes_check.setToolTip(
+            "Also predicts along xz and yz and averages the probabilities (3x slower), for near-isotropic stacks "
+            "such as FIB-SEM: z spacing within 1.5x of the pixel size, at least 32 voxels a side. Refused for "
+            "thick sections and for images larger than memory. What it gains: docs/benchmarks.md.")
         self.link3d_check = QCheckBox("Link instances across slices (3D)")
         self.predict_button = RunButton(PREDICT_TEXT, PREDICTION, jobs, self.predict)
         self.predict_button.setToolTip("Segment every slice of the image (press again to stop)")
-        for w in (self.flips_check, self.link3d_check, self.predict_button):
+        options = QHBoxLayout()  # the two ways of averaging predictions, side by side
+        options.addWidget(self.flips_check)
+        options.addWidget(self.orthoplanes_check)
+        layout.addLayout(options)
+        for w in (self.link3d_check, self.predict_button):
             layout.addWidget(w)
 
     # ------------------------------------------------------------ running jobs
@@ -68,8 +78,17 @@ class PredictSection(QWidget):
         image = self.inputs.checked_image()
         if image is None or self.jobs.refused(image):  # e.g. another dock widget adapts it
             return None
+        orthoplanes = self.orthoplanes_check.isChecked()
         if not isinstance(image.data, np.ndarray):  # dask/zarr: never load it whole, write a zarr store
+            if orthoplanes:
+                self.failed.emit(f"Orthoplanes need the whole of {image.name!r} in memory; it is a large (lazy) "
+                                 "image, predicted chunk by chunk: untick Orthoplanes.")
+                return None
             return self.predict_to_zarr(output)
+        voxel_size = layer_voxel_size(image)
+        if orthoplanes and (why := self._orthoplanes_refusal(image.data.shape, voxel_size)):
+            self.failed.emit(f"{image.name!r}: {why[0].upper()}{why[1:]} (untick Orthoplanes)")
+            return None
         data = np.asarray(image.data)  # read on the main thread; the worker only sees the array
         job = {
             "image_name": image.name,
@@ -77,16 +96,29 @@ class PredictSection(QWidget):
             "translate": tuple(image.translate),
             "units": getattr(image, "units", None),
             "flips": self.flips_check.isChecked(),
+            "orthoplanes": orthoplanes,
             "link_3d": self.link3d_check.isChecked(),
             "adaptation": self.state.provenance(),
-            "slices": 1 if data.ndim == 2 else data.shape[0],
+            # what the worker's reports count: slices, or the planes of all three orientations
+            "slices": sum(data.shape) if orthoplanes else 1 if data.ndim == 2 else data.shape[0],
         }
         gen_kwargs = {"model": self.state.loaded, "model_path": self.state.path, "flips": job["flips"],
-                      "link_3d": job["link_3d"], "pixel_size": self.inputs.pixel_size()}
-        self.progress.emit(0, job["slices"], "%v/%m slices")
+                      "link_3d": job["link_3d"], "pixel_size": self.inputs.pixel_size(),
+                      "orthoplanes": orthoplanes, "voxel_size": voxel_size}
+        self.progress.emit(0, job["slices"], "%v/%m planes" if orthoplanes else "%v/%m slices")
         self.status.emit(f"Predicting {image.name!r} ({self.inputs.pixel_size_text()}) …")
         return self.jobs.start(predict_iter, (data,), gen_kwargs, partial(self._on_predicted, job), what=PREDICTION,
                                layer=image)
+
+    def _orthoplanes_refusal(self, shape, voxel_size) -> str | None:
+        """Why orthoplanes cannot run on this image, checked here before any work (the worker checks again
+        with the model it loads, whose depth may ask for more slices than the default network's)."""
+        from .core.engine.model import ModelConfig
+        from .core.engine.orthoplanes import refusal
+
+        loaded = self.state.loaded
+        config = loaded.model.config if loaded is not None else ModelConfig()
+        return refusal(shape, config, voxel_size, self.inputs.pixel_size())
 
     def _on_predicted(self, job: dict, result) -> None:
         from napari.layers import Labels
@@ -102,6 +134,7 @@ class PredictSection(QWidget):
             "device": result.device,
             "seconds": round(float(result.seconds), 2),
             "flips": job["flips"],
+            "orthoplanes": job["orthoplanes"],
             "link_3d": job["link_3d"],
         }
         if job.get("adaptation"):

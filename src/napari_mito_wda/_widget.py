@@ -157,6 +157,7 @@ class MitoWidget(QWidget):
     save_model = _reach("model_section", "save_model")
     load_model_file = _reach("model_section", "load_model_file")
     flips_check = _reach("predictor", "flips_check")
+    orthoplanes_check = _reach("predictor", "orthoplanes_check")
     link3d_check = _reach("predictor", "link3d_check")
     predict_button = _reach("predictor", "predict_button")
     predict = _reach("predictor", "predict")

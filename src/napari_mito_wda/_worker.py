@@ -66,6 +66,8 @@ def predict_iter(
     stop_event: threading.Event | None = None,
     poll_s: float = 0.05,
     pixel_size: float | None = None,
+    orthoplanes: bool = False,
+    voxel_size=None,
 ):
     """Segment `image` (2D/3D raw array), yielding :class:`Progress` per slice; return :class:`PredictResult`.
 
@@ -73,7 +75,8 @@ def predict_iter(
     default model). `segment_volume` is blocking and reports through a callback, so it runs on a helper
     thread and this generator relays each callback as a yield: the caller (napari's worker) can then
     abort at any yield, and setting `stop_event` makes the computation stop after the current slice.
-    pixel_size: the image's in-plane nm per pixel (None = unknown), for `segment_volume`.
+    pixel_size: the image's in-plane nm per pixel (None = unknown), orthoplanes and voxel_size (z, y, x nm,
+    checked for isotropy): for `segment_volume`; with orthoplanes the reports count planes, not slices.
     """
     from .core.data.checkpoint import load_model
     from .core.data.io import validate_image
@@ -83,7 +86,7 @@ def predict_iter(
     stop = stop_event or threading.Event()
     image = np.asarray(image)
     validate_image(image, name="image")  # clear InputError before any model work
-    total = _n_slices(image)
+    total = sum(image.shape) if orthoplanes and image.ndim == 3 else _n_slices(image)
     t0 = time.perf_counter()
 
     dev = pick_device()
@@ -112,7 +115,7 @@ def predict_iter(
         try:
             box["seg"] = segment_volume(
                 image, model=model, device=dev, progress=progress, flips=flips, link_3d=link_3d,
-                pixel_size=pixel_size,
+                pixel_size=pixel_size, orthoplanes=orthoplanes, voxel_size=voxel_size,
             )
         except BaseException as exc:  # noqa: BLE001 - re-raised in the generator's thread
             box["error"] = exc
