@@ -102,7 +102,7 @@ def main() -> int:
              ortho["objects"], f"{ortho['seconds']:.1f}", f"{ortho['peak_rss_mb']:.0f}"]]
     rows += [[name, *(r[k] for k in METRICS), r["objects"], "", ""] for name, r in raw["variants"].items()]
     same_seeds = all(abs(raw["variants"]["heatmaps averaged too"][k] - ortho[k]) < 1e-9 for k in METRICS)
-    heat_note = (" The last row equals the orthoplanes row: this model's heatmap peaks rarely reach the 0.5 a "
+    heat_note = ("\n\nThe last row equals the orthoplanes row: this model's heatmap peaks rarely reach the 0.5 a\n"
                  "centre needs to seed a split, so the seeds are the same either way." if same_seeds else "")
     prov = provenance()
     RESULTS.parent.mkdir(exist_ok=True)
@@ -122,9 +122,9 @@ components of probability > 0.5 split at centre-heatmap peaks, per xy slice; Dic
 AJI, PQ (= SQ x DQ) per slice on 2D components, averaged. The first two rows are `segment_volume` (seconds:
 prediction and instances, after a warm-up; peak MB: the process's peak resident memory); the others come
 from one prediction of the three orientations (`orthoplanes.plane_maps`): each orientation's probability
-alone with the xy heatmap, and the mean probability with the three heatmaps averaged too.{heat_note}
-Orthoplanes minus xy only: Dice {gain['dice']:+.3f}, AJI {gain['aji']:+.3f}, PQ {gain['pq']:+.3f}
-(SQ {gain['sq']:+.3f}, DQ {gain['dq']:+.3f}), for {ortho['seconds'] / xy['seconds']:.1f}x the time.
+alone with the xy heatmap, and the mean probability with the three heatmaps averaged too. Orthoplanes minus
+xy only: Dice {gain['dice']:+.3f}, AJI {gain['aji']:+.3f}, PQ {gain['pq']:+.3f} (SQ {gain['sq']:+.3f}, \
+DQ {gain['dq']:+.3f}), for {ortho['seconds'] / xy['seconds']:.1f}x the time.{heat_note}
 
 {table}
 

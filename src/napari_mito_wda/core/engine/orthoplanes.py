@@ -12,7 +12,8 @@ Which maps are combined:
   which the network puts at the centre of the object's section *in that plane*. In an xz or yz plane the
   peak sits at the centre of the object's section across z, i.e. only on the slices near the object's
   middle in z: averaged in, it fades the seeds of every other slice and pulls them towards the object's
-  3D centre (measured: benchmarks/bench_orthoplanes.py, the "heatmaps averaged too" row).
+  3D centre. (Measured on Lucchi, benchmarks/bench_orthoplanes.py: the same instances either way with
+  the shipped model, whose peaks rarely reach the 0.5 a seed needs; the choice rests on the reasoning.)
 
 Intensities are normalised once per xy slice (the arithmetic of the xy-only path) and every orientation
 sees those same values, so the xy orientation is exactly the xy-only prediction. One scale serves all
