@@ -49,7 +49,7 @@ def segment_volume(
 
     orthoplanes=True: predict along xy, xz and yz and average the probabilities (`orthoplanes.py`), for
     near-isotropic stacks only: InputError when a side is too short or voxel_size (z, y, x nm; default: a
-    Volume's or file's; its y, x give the pixel size when pixel_size is not) is anisotropic. About 3x the
+    Volume's or file's; its y, x give the pixel size when pixel_size is not) is anisotropic. 3-4x the
     prediction time.
     """
     if isinstance(image, (str, os.PathLike)):
