@@ -86,6 +86,7 @@ def main() -> int:
     ap.add_argument("--slices", type=int, default=80, help="first N slices of the Lucchi test stack (80: all)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (2 only when the machine is quiet)")
     ap.add_argument("--flips", action="store_true", help="4-flip averaging in every row")
+    ap.add_argument("--repeats", type=int, default=2, help="timed runs of each of the first two rows (fastest kept)")
     ap.add_argument("--no-doc", action="store_true", help="print the table, leave docs/benchmarks.md alone")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--what", choices=["xy", "ortho", "variants"], default=None, help=argparse.SUPPRESS)
@@ -103,7 +104,15 @@ def main() -> int:
     from napari_mito_wda.core.data.provenance import provenance
 
     args = ["--slices", str(a.slices), "--threads", str(a.threads)] + (["--flips"] if a.flips else [])
-    raw = {w: run_child(Path(__file__), [*args, "--what", w]) for w in ("xy", "ortho")}
+    command = f"benchmarks/bench_orthoplanes.py {' '.join(args)} --repeats {a.repeats}"
+    # Timed rows alternately, --repeats times each, the fastest kept: a burst of other load on this shared
+    # machine then spoils one run, not the ratio.
+    runs = {w: [] for w in ("xy", "ortho")}
+    for _ in range(max(1, a.repeats)):
+        for w in runs:
+            runs[w].append(run_child(Path(__file__), [*args, "--what", w]))
+    raw = {w: min(rs, key=lambda r: r["seconds"]) | {"all_seconds": [r["seconds"] for r in rs]}
+           for w, rs in runs.items()}
     for stack in ("test", "train"):
         raw[f"variants {stack}"] = run_child(Path(__file__), [*args, "--what", "variants", "--stack", stack])
     xy, ortho = raw["xy"], raw["ortho"]
@@ -123,17 +132,20 @@ def main() -> int:
         fh.write(json.dumps({"date": prov["date"], "commit": prov["commit"], "slices": a.slices,
                              "threads": a.threads, "flips": a.flips, "results": raw}) + "\n")
     gain = {k: ortho[k] - xy[k] for k in METRICS}
-    command = f"benchmarks/bench_orthoplanes.py {' '.join(args)}"
+    padded = -(-a.slices // 32) * 16  # the shipped network: half resolution, pooled 16-fold
     table = markdown_table(header + ["seconds", "peak MB"], rows)
     tables = {stack: markdown_table(header, _variant_rows(raw[f"variants {stack}"])) for stack in ("test", "train")}
     body = f"""## Orthoplanes: xy, xz and yz against xy only
 
 The shipped model on the first {a.slices} slices of the Lucchi test stack ({a.slices} x 768 x 1024, about 5 nm
-isotropic FIB-SEM; pixel size not given, as in the segmentation section), {xy['device']} (torch threads),
+isotropic FIB-SEM; pixel size not given, as in the segmentation section), {xy['device']},
 {"4-flip averaging" if a.flips else "no flip averaging"}, while other work ran on the machine. Instances: 2D
 components of probability > 0.5 split at centre-heatmap peaks, per xy slice; Dice and IoU over the volume,
 AJI, PQ (= SQ x DQ) per slice on 2D components, averaged. `segment_volume` (seconds: prediction and
-instances, after a warm-up; peak MB: the process's peak resident memory). Orthoplanes minus xy only: Dice
+instances after a warm-up, the fastest of {a.repeats} runs alternating with the other row's; peak MB: the
+process's peak resident memory). The xz and yz planes hold as many voxels as xy, but {a.slices // 2} working
+pixels across z are padded to {padded}: {1 + 2 * padded / (a.slices / 2):.1f}x the network work of xy only. \
+Orthoplanes minus xy only: Dice
 {gain['dice']:+.3f}, AJI {gain['aji']:+.3f}, PQ {gain['pq']:+.3f} (SQ {gain['sq']:+.3f}, \
 DQ {gain['dq']:+.3f}), for {ortho['seconds'] / xy['seconds']:.1f}x the time.
 
