@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.checkpoint import LoadedModel, load_model
 from ..data.io import labels_dtype, read_volume, validate_image
-from ..data.pixel_size import image_and_pixel_size, in_plane, pixel_scale
+from ..data.pixel_size import image_and_pixel_size, pixel_scale
 from .device import DeviceInfo, pick_device
 from .inference import predict_volume
 from .instances import instances_volume
@@ -48,22 +48,21 @@ def segment_volume(
     of one volume give the same instances.
 
     orthoplanes=True: predict along xy, xz and yz and average the probabilities (`orthoplanes.py`), for
-    near-isotropic stacks only: InputError when a side is too short or voxel_size (z, y, x nm; default: a
-    Volume's or file's; its y, x give the pixel size when pixel_size is not) is anisotropic. 3-4x the
-    prediction time.
+    near-isotropic stacks only: InputError when a side is too short or the voxels are anisotropic: z of
+    voxel_size (z, y, x nm; default: a Volume's or file's; used for this check only) against pixel_size
+    when given, else against voxel_size's y, x. 3-4x the prediction time.
     """
     if isinstance(image, (str, os.PathLike)):
         image = read_volume(image)
     if voxel_size is None:
         voxel_size = getattr(image, "voxel_size", None)
-    elif pixel_size is None:  # the voxel size given beats the file's for the pixel size too
-        pixel_size = in_plane(voxel_size)
+    given_pixel = pixel_size  # the isotropy check: the user's pixel size, else voxel_size's in-plane one
     image, pixel_size = image_and_pixel_size(image, pixel_size)
     image = validate_image(image)
     device = device or pick_device()
     model = model or load_model(device=device.device)
     if orthoplanes:  # before any prediction: a refusal costs nothing
-        check_orthoplanes(image.shape, model.model.config, voxel_size, pixel_size)
+        check_orthoplanes(image.shape, model.model.config, voxel_size, given_pixel)
     scale = pixel_scale(pixel_size, model.pixel_size_nm)
     prob, heat = predict_volume(model.model, image, device, progress=progress, flips=flips,
                                 max_core=max_core, scale=scale, orthoplanes=orthoplanes)
