@@ -23,3 +23,21 @@ def check_output(out: Path, suffixes: tuple[str, ...], what: str, overwrite: boo
         raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
     if not out.parent.exists():
         raise InputError(f"{out.parent}: output folder does not exist; create it or choose another output path.")
+
+
+def read_clicks(path, shape, flag: str = "--points"):
+    """Clicks of `flag` read and checked against a (Z, Y, X) shape, before any model is loaded; None without
+    a file. The messages are those of --points, naming the flag for the others (which file is wrong)."""
+    from .core.adapt.points import read_points, validate_points
+    from .core.data.io import InputError
+
+    if not path:
+        return None
+    try:
+        clicks = read_points(path)
+        validate_points(clicks, shape)
+    except InputError as exc:
+        if flag == "--points":
+            raise
+        raise InputError(f"{flag}: {exc}") from None
+    return clicks

@@ -93,7 +93,7 @@ def suggest_points(prob: np.ndarray, heat: np.ndarray, n: int, existing_points=N
     ex = np.zeros((0, 3)) if existing_points is None or np.size(existing_points) == 0 else \
         np.asarray(existing_points, dtype=np.float64).reshape(-1, 3)
     ex_z = np.floor(ex[:, 0] + 0.5).astype(int)
-    cands, n_found = [], 0
+    cands, n_found, n_clicked = [], 0, 0
     for z in range(prob.shape[0]):
         prev = None if previous_prob is None else np.asarray(previous_prob[z], np.float32)
         found, regions = _slice_candidates(prob[z], heat[z], prev, threshold, near, peak_thresh, min_size)
@@ -103,6 +103,7 @@ def suggest_points(prob: np.ndarray, heat: np.ndarray, n: int, existing_points=N
         clicked = set(regions[pix[:, 0], pix[:, 1]].tolist()) - {0}
         for score, y, x, kind in found:
             if regions[y, x] in clicked:
+                n_clicked += 1
                 continue  # an object (or near miss) the user already clicked
             cands.append((-score, z, y, x, kind))
     cands.sort(key=lambda c: c[:4])
@@ -126,7 +127,8 @@ def suggest_points(prob: np.ndarray, heat: np.ndarray, n: int, existing_points=N
     if len(picked) < n:
         message = ("the prediction holds no object, no uncertain region and no centre peak: nothing to suggest"
                    if n_found == 0 else
-                   f"{len(picked)} of {n} suggested: the other candidates are already clicked or near a click")
+                   f"{len(picked)} of {n} suggested: the prediction has {n_found} candidate(s), {n_clicked} "
+                   "already clicked, the rest near a click or a better suggestion")
     return Suggestions(
         points=np.array([c[1:4] for c in picked], dtype=np.float64).reshape(-1, 3),
         scores=np.array([-c[0] for c in picked], dtype=np.float64),
