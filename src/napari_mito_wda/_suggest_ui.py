@@ -114,10 +114,14 @@ class SuggestSection(QGroupBox):
 
     # ------------------------------------------------------------ suggestions
     def on_predicted(self, image_name: str, result) -> None:
-        """Keep the maps of a whole-image prediction, as uint8 (a quarter of float32's memory)."""
+        """Keep the maps of a whole-image prediction, as uint8 (a quarter of float32's memory), and the
+        probability of the one before it of the same image (after an adaptation: what changed)."""
         if result.prob is None or result.heat is None:
             return
-        self._maps = {"image": image_name, "prob": (np.clip(result.prob, 0, 1) * 255).astype(np.uint8),
+        prob = (np.clip(result.prob, 0, 1) * 255).astype(np.uint8)
+        old = self._maps
+        previous = old["prob"] if old and old["image"] == image_name and old["prob"].shape == prob.shape else None
+        self._maps = {"image": image_name, "prob": prob, "previous": previous,
                       "heat": (np.clip(result.heat, 0, 1) * 255).astype(np.uint8)}
 
     def suggest(self):
@@ -135,8 +139,9 @@ class SuggestSection(QGroupBox):
         existing = np.concatenate(given) if given else np.zeros((0, image.ndim))
         if image.ndim == 2:
             existing = np.column_stack([np.zeros(len(existing)), existing])
-        sug = suggest_points(self._maps["prob"] / 255.0, self._maps["heat"] / 255.0, int(self.n_spin.value()),
-                             existing_points=existing)
+        m = self._maps
+        sug = suggest_points(m["prob"] / 255.0, m["heat"] / 255.0, int(self.n_spin.value()), existing_points=existing,
+                             previous_prob=None if m["previous"] is None else m["previous"] / 255.0)
         pts = sug.points if image.ndim == 3 else sug.points[:, 1:]
         layer = points_layer_on(self.viewer, image, f"{image.name}{SUGGESTED_SUFFIX}", face_color="transparent",
                                 border_color="cyan", symbol="diamond")
