@@ -39,6 +39,8 @@ if __name__ == "__main__":
     ap.add_argument("--det-pos-weight", type=float, default=0.0,
                     help="detection MSE weighted 1 + W * target (0 = plain MSE)")
     ap.add_argument("--augment", type=float, default=1.0, help="intensity-augmentation strength")
+    ap.add_argument("--det-head-only", action="store_true",
+                    help="train only the centre head (trunk and segmentation frozen; use with --init)")
     ap.add_argument("--recard", action="store_true", help="rewrite the card of --out only (no training)")
     a = ap.parse_args()
     if a.recard:
@@ -50,6 +52,7 @@ if __name__ == "__main__":
     pretrain(
         a.image, a.labels, a.out, settings=FitSettings(
             minutes=a.minutes, seed=a.seed, lr=a.lr, augment=a.augment, det_pos_weight=a.det_pos_weight,
+            det_head_only=a.det_head_only,
             scale=tuple(float(v) for v in a.scale.split(","))), holdout=a.holdout,
         threads=a.threads, overwrite=True, voxel_size=tuple(float(v) for v in a.voxel_size.split(",")), init=a.init,
     )

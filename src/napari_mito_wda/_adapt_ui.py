@@ -235,11 +235,13 @@ class AdaptSection(QGroupBox):
             "model": self.state.loaded, "model_path": self.state.path, "preset": self.preset_combo.currentText(),
             "overrides": overrides, "resume": resume, "view_z": lambda: self._view_z, "with_maps": job["maps"],
             "negatives": self._neg_feed,
+            "pixel_size": self.inputs.pixel_size(),
         }
         self.progress.emit(0, PROGRESS_STEPS, "Starting …")
         verb = "Resuming" if resume else "Starting"
         also = f" and {len(neg)} 'not mitochondria' clicks" if len(neg) else ""
-        self.status.emit(f"{verb} adaptation to {image.name!r} with {len(pts)} clicks{also} …")
+        self.status.emit(f"{verb} adaptation to {image.name!r} ({self.inputs.pixel_size_text()}) with {len(pts)} "
+                         f"clicks{also} …")
         worker = self.jobs.start(
             adapt_iter, (data, self._feed), kwargs, partial(self._on_adapted, job), what=ADAPTATION,
             on_yielded=partial(self._on_adapt_update, job), layer=image,

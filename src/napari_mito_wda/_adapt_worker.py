@@ -73,6 +73,7 @@ def adapt_iter(
     with_maps: bool = False,
     preview_every_s: float = 4.0,
     negatives: ClickFeed | None = None,
+    pixel_size: float | None = None,
 ):
     """Adapt a copy of `model` (a LoadedModel; None = load `model_path`, None = shipped) to `image`.
 
@@ -83,11 +84,13 @@ def adapt_iter(
     can take minutes, so during training the slice in view is also predicted with the network as it
     is, every `preview_every_s` seconds (a single slice: a few percent of the training time).
     negatives: the "not mitochondria" clicks, re-read at each round like `clicks`.
+    pixel_size: the image's in-plane nm per pixel (None = unknown), rescaled to the model's as `adapt` does.
     """
     from .core.adapt import AdaptReport, AdaptSettings, adapt, with_state
     from .core.adapt.live import current_preview, nearest_slices, preview_slices
     from .core.data.checkpoint import load_model
     from .core.data.io import validate_image
+    from .core.data.pixel_size import pixel_scale
     from .core.engine.device import pick_device
 
     stop = stop_event or threading.Event()
@@ -108,9 +111,10 @@ def adapt_iter(
         # Next in-training preview not before this time; at most ~10% of the time goes to previews
         # (a large slice can take seconds to predict on a CPU).
         next_preview = time.perf_counter() + preview_every_s
+        scale = pixel_scale(pixel_size, work.pixel_size_nm)
         neg = negatives or ClickFeed(ndim=3)
         for rep in adapt(volume, clicks.get(), work, settings, dev=dev, stop=stop.is_set, get_clicks=clicks.get,
-                         negative_points=neg.get(), get_negative_points=neg.get):
+                         negative_points=neg.get(), get_negative_points=neg.get, pixel_size=pixel_size):
             previews = []
             z_view = view_z() if view_z else None
             if rep.prediction is not None:
@@ -121,7 +125,7 @@ def adapt_iter(
                   and time.perf_counter() >= next_preview):
                 z = int(np.clip(z_view, 0, volume.shape[0] - 1))
                 t_prev = time.perf_counter()
-                previews = [current_preview(work.model, volume[z], z, dev, with_maps=with_maps)]
+                previews = [current_preview(work.model, volume[z], z, dev, with_maps=with_maps, scale=scale)]
                 cost = time.perf_counter() - t_prev
                 next_preview = time.perf_counter() + max(preview_every_s, 9.0 * cost)
             last = dataclasses.replace(rep, prediction=None, best_state=None)

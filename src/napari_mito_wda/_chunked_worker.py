@@ -40,10 +40,12 @@ def chunked_worker(layer, output, model=None, settings=None, cluster=None, overw
     return run()
 
 
-def chunked_predict_iter(layer_data, layer_meta, output, model=None, settings=None, cluster=None, stop_event=None):
+def chunked_predict_iter(layer_data, layer_meta, output, model=None, settings=None, cluster=None, stop_event=None,
+                         pixel_size=None):
     """The widget's generator for lazy layers: core progress reports, stopping after the chunk in flight.
 
     A stopped run leaves OUT.zarr.partial with its finished chunks; predicting to the same path resumes it.
+    pixel_size: the widget's field in nm (None: the file's metadata, which the field shows when the image is picked).
     """
     from ._worker import Cancelled
     from .core.volumes.chunked import segment_to_zarr_iter
@@ -51,7 +53,7 @@ def chunked_predict_iter(layer_data, layer_meta, output, model=None, settings=No
 
     source, dataset = layer_source(SimpleNamespace(data=layer_data, metadata=layer_meta))
     gen = segment_to_zarr_iter(source, output, model, settings, cluster or ClusterSettings(workers=1, processes=False),
-                               dataset)
+                               dataset, pixel_size=pixel_size)
     while True:
         try:
             report = next(gen)

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli_common import check_output, model_and_device, read_clicks
+from ._cli_common import check_output, check_pixel_size_flag, model_and_device, pixel_size_for, read_clicks
 from ._cli_progress import Progress
 
 
@@ -38,6 +38,7 @@ def cmd_adapt(args) -> int:
         raise ValueError(f"--minutes takes a time budget above 0, got {args.minutes}")
     if args.max_iters is not None and args.max_iters < 1:
         raise ValueError(f"--max-iters takes a number of iterations, 1 or more, got {args.max_iters}")
+    flag_nm = check_pixel_size_flag(args)
     dev = pick_device(args.device, args.precision)  # a bad --device fails here, before anything is read
     vol = read_volume(args.image)
     clicks = read_clicks(args.points, vol.data.shape)  # named, one line, before the model is loaded
@@ -66,6 +67,8 @@ def cmd_adapt(args) -> int:
     print(f"{vol.path}: {vol.data.shape}; {n_clicks} clicks"
           + (f", {n_neg} negative clicks" if n_neg else "") + f"; start {loaded.path}; "
           f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
+    pixel_size, said = pixel_size_for(flag_nm, vol.voxel_size, loaded.pixel_size_nm)
+    print(said, file=sys.stderr)
     if n_clicks == 0:
         # Measured on VNC III -> Lucchi (docs/benchmarks.md): UDA 0.779 < AdaBN alone 0.800 < 15% clicks 0.855.
         print("no clicks: unsupervised adaptation. On the benchmark it scored below re-estimating BatchNorm "
@@ -84,7 +87,7 @@ def cmd_adapt(args) -> int:
     last = None
     try:
         for rep in adapt(vol.data, clicks, loaded, settings, dev=dev, stop=lambda: stop["n"] > 0,
-                         negative_points=negatives):
+                         negative_points=negatives, pixel_size=pixel_size):
             last = rep
             if rep.best_state is not None:  # a new best at a round start: a hard kill loses one round at most
                 save_adapted(out, with_state(loaded, rep.best_state), settings, clicks, rep,
@@ -104,7 +107,8 @@ def cmd_adapt(args) -> int:
     save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=overwrite,
                  negatives=negatives)
     print(f"wrote {out} (best label-free score {last.best_score:.3f}); segment with: "
-          f"mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif")
+          f"mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif"
+          + (f" --pixel-size {pixel_size:g}" if args.pixel_size is not None else ""))
     return 0
 
 

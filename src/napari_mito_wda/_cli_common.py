@@ -41,3 +41,24 @@ def read_clicks(path, shape, flag: str = "--points"):
             raise
         raise InputError(f"{flag}: {exc}") from None
     return clicks
+
+
+def add_pixel_size(parser) -> None:
+    parser.add_argument("--pixel-size", default=None, metavar="NM",
+                        help="in-plane nm per pixel of the image (default: its file's metadata); slices are rescaled "
+                             "to the model's pixel size for the network, results stay on the image's grid")
+
+
+def check_pixel_size_flag(args) -> float | None:
+    """--pixel-size as nm (None when not given); a one-line error before any work for a bad value."""
+    from .core.data.pixel_size import check_pixel_size
+
+    return check_pixel_size(args.pixel_size, "--pixel-size")
+
+
+def pixel_size_for(flag: float | None, voxel_size, model_nm: float | None) -> tuple[float | None, str]:
+    """(the image's pixel size for the engine, the line that says it): --pixel-size beats the file's metadata."""
+    from .core.data.pixel_size import describe, resolve
+
+    nm, source = resolve(flag, voxel_size)
+    return nm, f"mito-wda: {describe(nm, source, model_nm)}"

@@ -1,8 +1,10 @@
-"""The dock widget's inputs: which image to work on, and the centre clicks on it.
+"""The dock widget's inputs: which image to work on, its pixel size, and the centre clicks on it.
 
-:class:`InputsSection` owns the image picker and the image's centre Points layer (``<image> centres``,
-followed when the image changes). The other sections ask it for the checked image and the clicks in
-image coordinates; it announces ``clicks_changed()`` (a running adaptation takes the new clicks up) and
+:class:`InputsSection` owns the image picker, the pixel-size field (filled from the image layer's
+metadata or scale when the image changes, editable; predict and adapt rescale the image from it to the
+model's pixel size) and the image's centre Points layer (``<image> centres``, followed when the image
+changes). The other sections ask it for the checked image, its pixel size and the clicks in image
+coordinates; it announces ``clicks_changed()`` (a running adaptation takes the new clicks up) and
 reports through ``status(str)`` / ``failed(str)``.
 """
 
@@ -10,7 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ._util import layer_named, points_in_image_coords, same_layer
 
@@ -67,6 +78,17 @@ def usable_image(layer) -> str | None:
     return None
 
 
+def layer_pixel_size(layer) -> float | None:
+    """In-plane nm per pixel of an image layer: what this plugin's readers recorded, else its scale and units."""
+    from ._writer import voxel_size_from_layer
+    from .core.data.pixel_size import in_plane
+
+    recorded = (getattr(layer, "metadata", None) or {}).get("mito_wda", {}).get("voxel_size_nm")
+    if recorded:
+        return in_plane(recorded)
+    return in_plane(voxel_size_from_layer(layer.scale, getattr(layer, "units", None)))
+
+
 def refill(combo: QComboBox, names: list[str]) -> None:
     """Re-fill a layer picker, keeping the current choice where possible (announced only if it changed)."""
     current = combo.currentText()
@@ -98,6 +120,16 @@ class InputsSection(QWidget):
         self.image_combo.setToolTip("Single-channel 2D or 3D EM image to segment")
         self.image_combo.currentTextChanged.connect(self._on_image_changed)
         form.addRow("Image:", self.image_combo)
+        self.pixel_size_spin = QDoubleSpinBox()
+        self.pixel_size_spin.setRange(0.0, 1000.0)  # core.data.io.MAX_PIXEL_NM; 0 shows "unknown"
+        self.pixel_size_spin.setDecimals(2)
+        self.pixel_size_spin.setSuffix(" nm")
+        self.pixel_size_spin.setSpecialValueText("unknown")
+        self.pixel_size_spin.setToolTip(
+            "In-plane nm per pixel of the image, read from its file (or layer scale) when the image is picked; "
+            "correct it if wrong. The image is rescaled to the model's pixel size for the network and the "
+            "results come back on the image's own grid. 0 = unknown: the image is used as it is.")
+        form.addRow("Pixel size:", self.pixel_size_spin)
         layout.addLayout(form)
 
         clicks = QGroupBox("Mitochondria centres")
@@ -119,9 +151,21 @@ class InputsSection(QWidget):
     # ------------------------------------------------------------ running jobs
     def on_run_started(self, _what: str) -> None:
         self.image_combo.setEnabled(False)  # the running job's image and clicks must not change under it
+        self.pixel_size_spin.setEnabled(False)
 
     def on_run_finished(self) -> None:
         self.image_combo.setEnabled(True)
+        self.pixel_size_spin.setEnabled(True)
+
+    # ------------------------------------------------------------ pixel size
+    def pixel_size(self) -> float | None:
+        """The image's in-plane nm per pixel as the field shows it; None when unknown (0)."""
+        value = float(self.pixel_size_spin.value())
+        return value if value >= 0.1 else None  # below core.data.io.MIN_PIXEL_NM: no EM image's
+
+    def pixel_size_text(self) -> str:
+        nm = self.pixel_size()
+        return f"at {nm:g} nm per pixel" if nm else "pixel size unknown: used at the scale it arrives in"
 
     # ------------------------------------------------------------ image
     def refresh_layers(self, *_args) -> None:
@@ -152,9 +196,11 @@ class InputsSection(QWidget):
         return None
 
     def _on_image_changed(self, name: str) -> None:
-        """Follow the image's centre points layer (if it has one) when the image changes."""
+        """Show the new image's pixel size; follow its centre points layer (if it has one)."""
         from napari.layers import Points
 
+        image = layer_named(self.viewer, name) if name else None
+        self.pixel_size_spin.setValue((layer_pixel_size(image) if image is not None else None) or 0.0)
         candidate = layer_named(self.viewer, f"{name}{CENTRES_SUFFIX}") if name else None
         self._set_points_layer(candidate if isinstance(candidate, Points) else None)
 

@@ -84,9 +84,9 @@ class PredictSection(QWidget):
             "slices": 1 if data.ndim == 2 else data.shape[0],
         }
         gen_kwargs = {"model": self.state.loaded, "model_path": self.state.path, "flips": job["flips"],
-                      "link_3d": job["link_3d"]}
+                      "link_3d": job["link_3d"], "pixel_size": self.inputs.pixel_size()}
         self.progress.emit(0, job["slices"], "%v/%m slices")
-        self.status.emit(f"Predicting {image.name!r} …")
+        self.status.emit(f"Predicting {image.name!r} ({self.inputs.pixel_size_text()}) …")
         return self.jobs.start(predict_iter, (data,), gen_kwargs, partial(self._on_predicted, job), what=PREDICTION,
                                layer=image)
 
@@ -152,8 +152,9 @@ class PredictSection(QWidget):
                "output": str(output)}
         model = self.state.loaded if self.state.loaded is not None else self.state.path
         self.progress.emit(0, 0, "%v/%m chunks")
-        self.status.emit(f"Predicting {image.name!r} chunk by chunk into {output} …")
-        return self.jobs.start(chunked_predict_iter, (image.data, dict(image.metadata), output), {"model": model},
+        self.status.emit(f"Predicting {image.name!r} ({self.inputs.pixel_size_text()}) chunk by chunk into {output} …")
+        return self.jobs.start(chunked_predict_iter, (image.data, dict(image.metadata), output),
+                               {"model": model, "pixel_size": self.inputs.pixel_size()},
                                partial(self._on_chunked_done, job), what=PREDICTION,
                                on_yielded=self._on_chunk_progress, layer=image)
 

@@ -150,6 +150,7 @@ class MitoWidget(QWidget):
     image_combo = _reach("inputs", "image_combo")
     add_points_button = _reach("inputs", "add_points_button")
     clicks_label = _reach("inputs", "clicks_label")
+    pixel_size_spin = _reach("inputs", "pixel_size_spin")
     image_layer = _reach("inputs", "image_layer")
     points_layer = _reach("inputs", "points_layer")
     add_points_layer = _reach("inputs", "add_points_layer")

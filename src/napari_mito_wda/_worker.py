@@ -65,6 +65,7 @@ def predict_iter(
     link_3d: bool = False,
     stop_event: threading.Event | None = None,
     poll_s: float = 0.05,
+    pixel_size: float | None = None,
 ):
     """Segment `image` (2D/3D raw array), yielding :class:`Progress` per slice; return :class:`PredictResult`.
 
@@ -72,6 +73,7 @@ def predict_iter(
     default model). `segment_volume` is blocking and reports through a callback, so it runs on a helper
     thread and this generator relays each callback as a yield: the caller (napari's worker) can then
     abort at any yield, and setting `stop_event` makes the computation stop after the current slice.
+    pixel_size: the image's in-plane nm per pixel (None = unknown), for `segment_volume`.
     """
     from .core.data.checkpoint import load_model
     from .core.data.io import validate_image
@@ -109,7 +111,8 @@ def predict_iter(
     def run() -> None:
         try:
             box["seg"] = segment_volume(
-                image, model=model, device=dev, progress=progress, flips=flips, link_3d=link_3d
+                image, model=model, device=dev, progress=progress, flips=flips, link_3d=link_3d,
+                pixel_size=pixel_size,
             )
         except BaseException as exc:  # noqa: BLE001 - re-raised in the generator's thread
             box["error"] = exc

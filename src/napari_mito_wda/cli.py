@@ -17,7 +17,7 @@ from pathlib import Path
 
 # The module docstring is the --help text; the commands that adapt a model are in _cli_adapt.py.
 from ._cli_adapt import cmd_adapt, cmd_demo
-from ._cli_common import check_output, model_and_device
+from ._cli_common import add_pixel_size, check_output, check_pixel_size_flag, model_and_device, pixel_size_for
 from ._cli_progress import Progress
 from ._cli_suggest import add_parser as add_suggest_parser
 
@@ -52,6 +52,7 @@ def _check_predict_options(args, chunked: bool) -> None:
         raise InputError(f"--threshold takes a probability between 0 and 1 (default 0.5), got {args.threshold}.")
     if args.min_size < 0:
         raise InputError(f"--min-size takes a number of pixels, 0 or more, got {args.min_size}.")
+    check_pixel_size_flag(args)
     requested_precision(args.precision)  # $MITO_WDA_PRECISION too
     if not (chunked and args.scheduler not in (None, "sync")):  # a remote cluster's workers pick their own device
         pick_device(args.device, args.precision)
@@ -75,7 +76,16 @@ def _check_predict_options(args, chunked: bool) -> None:
 def cmd_predict_chunked(args) -> int:
     import shutil
 
-    from . import ChunkSettings, ClusterSettings, InputError, read_labels, segment_to_zarr, write_labels_tiff
+    from . import (
+        ChunkSettings,
+        ClusterSettings,
+        InputError,
+        load_checkpoint,
+        open_volume,
+        read_labels,
+        segment_to_zarr,
+        write_labels_tiff,
+    )
 
     out = Path(args.output.rstrip("/"))
     if args.link_3d:
@@ -96,16 +106,23 @@ def cmd_predict_chunked(args) -> int:
     bars: dict = {}
 
     def show(ev) -> None:
+        if not bars:  # the first report: the inputs passed their checks (errors stay the only line)
+            print(said, file=sys.stderr)
         if ev.stage not in bars:  # made at the stage's first event, so its clock starts with the stage
             bars[ev.stage] = Progress(ev.stage + (f" (resumed, {ev.skipped} done before)" if ev.skipped else ""))
         if ev.total and (ev.done > ev.skipped or ev.done == ev.total):
             bars[ev.stage](ev.done, ev.total)
 
+    # Said once the run starts; it opens the file and the model again (lazily, cheap), for its workers.
+    model_nm = load_checkpoint(args.model, device="cpu").pixel_size_nm
+    pixel_size, said = pixel_size_for(check_pixel_size_flag(args), open_volume(args.image, args.dataset).voxel_size,
+                                      model_nm)
     # A TIFF result is made from a zarr store beside it, removed once the TIFF is written.
     store = out.with_name(f".{out.name}.work.zarr") if to_tiff else out
     try:
         res = segment_to_zarr(args.image, store, model=args.model, settings=settings, cluster=cluster,
-                              dataset=args.dataset, overwrite=args.overwrite or to_tiff, progress=show)
+                              dataset=args.dataset, overwrite=args.overwrite or to_tiff, progress=show,
+                              pixel_size=pixel_size)
     except KeyboardInterrupt:
         partial = store.with_name(store.name + ".partial")
         print(f"\nmito-wda: interrupted: the finished chunks are kept in {partial}; run the same command again "
@@ -139,13 +156,16 @@ def cmd_predict(args) -> int:
     vol = read_volume(args.image)
     loaded, dev = model_and_device(args)
     print(f"{vol.path}: {vol.data.shape} {vol.data.dtype}; model {loaded.path}; {dev.describe()}", file=sys.stderr)
+    pixel_size, said = pixel_size_for(check_pixel_size_flag(args), vol.voxel_size, loaded.pixel_size_nm)
+    print(said, file=sys.stderr)
     seg = segment_volume(
         vol.data, loaded, dev, progress=Progress("predict"), flips=args.flips, link_3d=args.link_3d,
-        threshold=args.threshold, min_size=args.min_size,
+        threshold=args.threshold, min_size=args.min_size, pixel_size=pixel_size,
     )
     meta = provenance() | {
         "source_image": str(vol.path), "model": loaded.path, "model_sha256": file_sha256(loaded.path),
         "flips": args.flips, "link_3d": args.link_3d, "threshold": args.threshold, "min_size": args.min_size,
+        "pixel_size_nm": pixel_size, "model_pixel_size_nm": loaded.pixel_size_nm,
     }
     write_labels_tiff(out, seg.labels, vol.voxel_size, overwrite=args.overwrite, metadata=meta)
     print(f"wrote {out}: {seg.labels.shape} {seg.labels.dtype}, {int(seg.labels.max())} instances")
@@ -210,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--min-size", type=int, default=64, help="smallest instance kept, in pixels per slice")
+    add_pixel_size(p)
     g = p.add_argument_group("chunked runs (volumes larger than memory; on by zarr/HDF5 or any option here)")
     g.add_argument("--chunks", default=None, help="Z,Y,X chunk = task size (default 8,2048,2048)")
     g.add_argument("--workers", type=int, default=None, help="dask workers of the local cluster (default 1)")
@@ -265,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-veto", type=float, default=None, metavar="P",
                    help="pseudo-background only where the starting model gave a probability below P "
                         "(default 0.5; 0 = off)")
+    add_pixel_size(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_adapt)
 

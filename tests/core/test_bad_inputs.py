@@ -206,6 +206,22 @@ def test_a_model_without_replay_set_cannot_be_adapted_and_says_which_can(em, tin
     assert not (tmp_path / "a.pt").exists()
 
 
+PIXEL_SIZES = {"0": "above 0", "-5": "above 0", "nan": "above 0", "inf": "above 0", "5000": "no EM image's",
+               "0.001": "no EM image's", "abc": "takes a number of nm per pixel"}
+
+
+@pytest.mark.parametrize("command", ["predict-tif", "predict-zarr", "adapt"])
+@pytest.mark.parametrize("value", list(PIXEL_SIZES))
+def test_bad_pixel_sizes_are_refused_before_any_work(value, command, em, adaptable_model_file, tmp_path, capsys):
+    out = {"predict-tif": "out.tif", "predict-zarr": "out.zarr", "adapt": "out.pt"}[command]
+    before = listing(tmp_path)
+    args = [command.split("-")[0], em, "-o", tmp_path / out, "--model", adaptable_model_file, "--device", "cpu",
+            f"--pixel-size={value}"]
+    rc, err = cli(args, capsys)
+    assert rc == 2 and "--pixel-size" in err and PIXEL_SIZES[value] in err
+    assert listing(tmp_path) == before
+
+
 def test_every_test_the_table_names_exists():
     """docs/bad-inputs.md names its proofs as `file.py::test_name`; each must be a test of that file."""
     import re

@@ -108,3 +108,21 @@ def test_crop_zoom_range_reaches_the_crops():
             areas[s].append((lab == 1).mean())
     # zoom 2 shows 128 px in 64 (the square fills at most a quarter); zoom 0.5 shows 32 px
     assert max(areas[(2.0, 2.0)]) <= 0.26 and max(areas[(0.5, 0.5)]) > 0.5
+
+
+def test_det_head_only_changes_the_centre_head_and_nothing_else():
+    import torch
+
+    img, inst = _small_data(seed=3)
+    data = prepare_slices(img, inst > 0, factor=1, sigma=3.0)
+    model = MultiTaskUNet(ModelConfig(base=8, depth=2, proj_dim=4, downsample=1))
+    list(fit(data, FitSettings(max_iters=20, batch=2, crop=64, lr=3e-3), model=model))  # a trained start
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    settings = FitSettings(max_iters=30, batch=2, crop=64, lr=3e-3, det_head_only=True, det_pos_weight=10)
+    reports = list(fit(data, settings, model=model, val=data))
+    after = model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("det_head.") for k in changed), sorted(changed)
+    assert any(k.endswith("weight") for k in changed)
+    assert reports[-1].val_dice is None  # validation Dice cannot see a detector: the last weights are kept
+    assert all(p.requires_grad for p in model.parameters())  # the model is left trainable

@@ -68,19 +68,20 @@ def preview_slices(prediction: dict, shape_yx: tuple[int, int], zs, t_trust: flo
     return out
 
 
-def current_preview(model, image_2d: np.ndarray, z: int, dev=None, with_maps: bool = False,
+def current_preview(model, image_2d: np.ndarray, z: int, dev=None, with_maps: bool = False, scale: float = 1.0,
                     **instance_kw) -> SlicePreview:
     """Preview one raw slice with a network in the middle of training (between two optimiser steps).
 
     Predicts in eval mode (BatchNorm running statistics used, not updated; no gradients) and puts the
-    network back in the mode it was in, so the training loop goes on unaffected.
+    network back in the mode it was in, so the training loop goes on unaffected. scale: the image's
+    pixel size over the model's, as in `adapt`.
     """
     from ..engine.inference import predict_slice
 
     was_training = model.training
     model.eval()
     try:
-        prob, heat = predict_slice(model, image_2d, dev)
+        prob, heat = predict_slice(model, image_2d, dev, scale=scale)
     finally:
         model.train(was_training)
     return slice_preview(z, prob, heat, with_maps=with_maps, **instance_kw)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ..data.checkpoint import LoadedModel
 from ..data.io import normalize_slice, validate_image
+from ..data.pixel_size import image_and_pixel_size, pixel_scale
 from ..engine.device import DeviceInfo, pick_device
 from ..engine.inference import to_working
 from ..training.supervised import SlicePlanes, sample_batch, seg_loss
@@ -52,6 +53,7 @@ def adapt(
     get_clicks: Callable[[], np.ndarray] | None = None,
     negative_points: np.ndarray | None = None,
     get_negative_points: Callable[[], np.ndarray] | None = None,
+    pixel_size: float | None = None,
 ) -> Iterator[AdaptReport]:
     """Adapt `source.model` in place to the raw target stack (Z, Y, X); deep-copy it first to keep it.
 
@@ -61,9 +63,13 @@ def adapt(
     "not a mitochondrion" clicks, whose objects become background (negatives.py).
     When the generator ends, `source.model` holds the best model seen (label-free score, or the last
     one with settings.selection == "last").
+    target may be a `Volume` or a TIFF path too; pixel_size: its in-plane nm per pixel (default: a
+    Volume's or file's metadata). The slices are then trained on at the model's pixel size, as
+    `segment_volume` predicts them, so the adapted model keeps the source's pixel size on its card.
     """
     s = settings or AdaptSettings()
     dev = dev or pick_device()
+    target, pixel_size = image_and_pixel_size(target, pixel_size)
     target = validate_image(target, "target image")
     t0 = time.perf_counter()
     budget = s.minutes * 60.0
@@ -72,13 +78,14 @@ def adapt(
     model = source.model
     model.to(dev.device).to(memory_format=torch.channels_last)
     f = model.config.downsample
-    images = [to_working(normalize_slice(target[z]), f).astype(np.float32) for z in range(target.shape[0])]
+    scale = pixel_scale(pixel_size, source.pixel_size_nm)  # image pixels per model pixel: f / scale a working one
+    images = [to_working(normalize_slice(target[z]), f, scale).astype(np.float32) for z in range(target.shape[0])]
     src = source_data if source_data is not None else replay_planes(source.extras, s.sigma)
     src_protos = source.extras.get("source_prototypes")
 
     def working_clicks(raw) -> tuple[dict[int, np.ndarray], int]:
         pts, _ = validate_points(raw, target.shape)
-        pts = pts.astype(np.float32) / np.array([1, f, f], np.float32)
+        pts = pts.astype(np.float32) / np.array([1, f / scale, f / scale], np.float32)
         return points_by_slice(pts), len(pts)
 
     clicks_w, n_clicks = working_clicks(clicks)

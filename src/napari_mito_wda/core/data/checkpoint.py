@@ -38,6 +38,13 @@ class LoadedModel:
     path: str | None = None
     extras: dict = field(default_factory=dict)  # tensors shipped with the model (replay set, prototypes)
 
+    @property
+    def pixel_size_nm(self) -> float | None:
+        """In-plane nm per pixel the model was trained at (its card); None for a card without one."""
+        from .pixel_size import model_pixel_size
+
+        return model_pixel_size(self.meta)
+
 
 def default_model_path() -> Path:
     """The source model that ships inside the package."""

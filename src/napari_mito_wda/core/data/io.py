@@ -119,8 +119,59 @@ def apply_range(img: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return np.clip((img - np.float32(lo)) / np.float32(hi - lo), 0.0, 1.0).astype(np.float32, copy=False)
 
 
-def _imagej_spacing(tif) -> tuple[float, float, float] | None:
-    """Voxel size (z, y, x) in nm from ImageJ metadata and TIFF resolution tags, if present."""
+# In-plane pixel sizes outside this range are no EM image's: a value read from a file outside it is a
+# wrong unit (a 72 dpi screen resolution, um taken for nm) and is ignored; one typed by the user is refused.
+MIN_PIXEL_NM, MAX_PIXEL_NM = 0.1, 1000.0
+_UNIT_NM = {"nm": 1.0, "nanometer": 1.0, "um": 1e3, "micron": 1e3, "micrometer": 1e3, "mm": 1e6,
+            "millimeter": 1e6, "cm": 1e7, "centimeter": 1e7, "a": 0.1, "angstrom": 0.1}
+
+
+def unit_to_nm(unit) -> float | None:
+    """nm per unit for the length units EM files use (ImageJ, OME, OME-Zarr spellings); None if unknown."""
+    u = str(unit).strip().lower().replace("\\u00b5", "u").replace("\u00b5", "u").replace("\u03bc", "u")
+    return _UNIT_NM.get(u)
+
+
+def tiff_spacing(tif) -> tuple[float, float, float] | None:
+    """Voxel size (z, y, x) in nm from OME-XML, or ImageJ metadata and the TIFF resolution tags, if recorded."""
+    voxel = _ome_spacing(tif) or _resolution_spacing(tif)
+    if voxel is None or not all(MIN_PIXEL_NM <= v <= MAX_PIXEL_NM for v in voxel[1:]):
+        return None
+    return voxel
+
+
+def _ome_spacing(tif) -> tuple[float, float, float] | None:
+    """PhysicalSizeX/Y/Z of the first OME Pixels element (unit: their *Unit attribute, by default um)."""
+    if not tif.is_ome:
+        return None
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(tif.ome_metadata)
+    except ET.ParseError:
+        return None
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None or "PhysicalSizeX" not in pixels.attrib:
+        return None
+
+    def size(axis: str, default: float | None = None) -> float | None:
+        if f"PhysicalSize{axis}" not in pixels.attrib:
+            return default
+        to_nm = unit_to_nm(pixels.attrib.get(f"PhysicalSize{axis}Unit", "um"))
+        return float(pixels.attrib[f"PhysicalSize{axis}"]) * to_nm if to_nm else None
+
+    x = size("X")
+    y, z = size("Y", x), size("Z", x)
+    return (z, y, x) if x and y and z else None
+
+
+def _resolution_spacing(tif) -> tuple[float, float, float] | None:
+    """From the resolution tags, in ImageJ's unit when it names one.
+
+    Without a unit (or in inches, tifffile's default when a writer gives none, as this plugin's uint32
+    labels do) the values are taken as nm, the convention of this plugin's files; a value that is no
+    pixel size in nm but one in inches (a real inch calibration) is converted.
+    """
     page = tif.pages[0]
     try:
         xres = page.tags["XResolution"].value
@@ -132,8 +183,19 @@ def _imagej_spacing(tif) -> tuple[float, float, float] | None:
     if not px_x or not px_y or (px_x == 1.0 and px_y == 1.0):
         return None
     meta = tif.imagej_metadata or {}
-    unit = str(meta.get("unit", "")).lower().replace("\\u00b5", "u").replace("µ", "u")
-    to_nm = {"nm": 1.0, "nanometer": 1.0, "um": 1000.0, "micron": 1000.0, "micrometer": 1000.0}.get(unit, 1.0)
+    unit = str(meta.get("unit", "")).strip().lower()
+    if unit in ("pixel", "pixels"):
+        return None
+    to_nm = unit_to_nm(unit) if unit else None
+    if to_nm is None:
+        tag = page.tags.get("ResolutionUnit")
+        res_unit = int(tag.value) if tag is not None else 2
+        if res_unit == 3:  # centimetre
+            to_nm = 1e7
+        elif res_unit == 2 and not MIN_PIXEL_NM <= px_x <= MAX_PIXEL_NM:
+            to_nm = 2.54e7
+        else:
+            to_nm = 1.0
     pz = float(meta.get("spacing", px_x))
     return (pz * to_nm, px_y * to_nm, px_x * to_nm)
 
@@ -176,7 +238,7 @@ def read_volume(path: str | os.PathLike) -> Volume:
     try:
         with quiet_tifffile(), tifffile.TiffFile(path) as tif:
             data = tif.asarray()
-            voxel = _imagej_spacing(tif)
+            voxel = tiff_spacing(tif)
     except (tifffile.TiffFileError, ValueError, OSError) as exc:
         raise InputError(not_a_tiff(path, exc)) from exc
     except (IndexError, KeyError) as exc:  # tifffile on a file without a single image page

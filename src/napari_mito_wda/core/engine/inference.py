@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..data.io import intensity_range, sample_strides, validate_image
 from .device import DeviceInfo, pick_device
 from .model import MultiTaskUNet
+from .rescale import resample_slice
 from .tiling import _tiles_forward, predict_region
 
 
@@ -39,8 +40,12 @@ def predict_working(
     return logit[0, :h, :w].cpu().numpy(), heat[0, :h, :w].cpu().numpy()
 
 
-def to_working(img: np.ndarray, factor: int) -> np.ndarray:
-    """Shrink a 2D float image by an integer factor (area averaging)."""
+def to_working(img: np.ndarray, factor: int, scale: float = 1.0) -> np.ndarray:
+    """A 2D float image on the working grid: shrunk by an integer factor (area averaging), or resampled
+    from its pixel size to the model's on the way (scale = image_nm / model_nm; `rescale.py`), as
+    `predict_volume` does."""
+    if scale != 1.0:
+        return resample_slice(np.asarray(img, np.float32), scale / factor)
     if factor == 1:
         return img
     t = torch.from_numpy(np.ascontiguousarray(img))[None, None]
@@ -95,11 +100,13 @@ def predict_volume(
     max_core: int = 1024,
     slices_per_call: int = 1,
     normalized: bool = False,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predict every slice of a raw (Z, Y, X) stack; outputs may be given (e.g. memory-mapped arrays).
 
     Per slice: the intensity range of the strided subsample (as io.normalize_slice and the chunked
     path), then `tiling.predict_region` over the whole slice. normalized=True: slices already in [0, 1].
+    scale = image_nm / model_nm (`rescale.pixel_scale`); the outputs are on the image's grid either way.
     """
     volume = validate_image(volume)
     dev = dev or pick_device()
@@ -124,7 +131,7 @@ def predict_volume(
             direct = all(isinstance(a, np.ndarray) and a.dtype == np.float32 and a.flags.c_contiguous
                          for a in dst)
             p, h = predict_region(model, read, (H, W), (0, H, 0, W), dev, max_core=max_core, flips=flips,
-                                  batch_size=step, out=dst if direct else None)
+                                  batch_size=step, out=dst if direct else None, scale=scale)
             if not direct:
                 prob[z0 : z0 + n], heat[z0 : z0 + n] = p, h
             if progress is not None:

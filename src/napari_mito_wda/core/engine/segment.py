@@ -9,6 +9,7 @@ import numpy as np
 
 from ..data.checkpoint import LoadedModel, load_model
 from ..data.io import labels_dtype, validate_image
+from ..data.pixel_size import image_and_pixel_size, pixel_scale
 from .device import DeviceInfo, pick_device
 from .inference import predict_volume
 from .instances import instances_volume
@@ -31,16 +32,23 @@ def segment_volume(
     threshold: float = 0.5,
     min_size: int = 64,
     max_core: int = 1024,
+    pixel_size: float | None = None,
 ) -> Segmentation:
     """Instances of a raw (Z, Y, X) or (Y, X) image with the given (default: shipped) model.
 
-    The same tiling as the chunked path (max_core: a tile's core in working pixels, i.e. memory; the
-    result does not depend on it), so a TIFF and a zarr store of one volume give the same instances.
+    image: an array, a `Volume` (`read_volume`) or a TIFF path. pixel_size: the image's in-plane nm
+    per pixel; default: a Volume's or file's metadata, none for an array. When both it and the model's
+    (its card) are known, slices are rescaled to the model's pixel size for the network; the outputs
+    are on the image's own grid either way. The same tiling as the chunked path (max_core: a tile's
+    core in working pixels, i.e. memory; the result does not depend on it), so a TIFF and a zarr store
+    of one volume give the same instances.
     """
+    image, pixel_size = image_and_pixel_size(image, pixel_size)
     image = validate_image(image)
     device = device or pick_device()
     model = model or load_model(device=device.device)
+    scale = pixel_scale(pixel_size, model.pixel_size_nm)
     prob, heat = predict_volume(model.model, image, device, progress=progress, flips=flips,
-                                max_core=max_core)
+                                max_core=max_core, scale=scale)
     labels = instances_volume(prob, heat, link_3d=link_3d, threshold=threshold, min_size=min_size)
     return Segmentation(labels=labels.astype(labels_dtype(labels)), prob=prob, heat=heat)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import rescale
 from .device import DeviceInfo
 from .model import ModelConfig, MultiTaskUNet
 
@@ -196,6 +197,7 @@ def predict_region(
     flips: bool = False,
     batch_size: int = 1,
     out: tuple[np.ndarray, np.ndarray] | None = None,
+    scale: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probability and heatmap (float32, (nz, y1-y0, x1-x0)) of a region of a stack of slices.
 
@@ -203,7 +205,9 @@ def predict_region(
     columns [xa, xb) (inside the slice; a numpy array or a tensor); region = (y0, y1, x0, x1) in
     full-resolution pixels; full_shape = the whole slice's (H, W). max_core bounds a tile's core
     (working pixels), i.e. memory; batch_size = slices per network call; out = float32 arrays of the
-    result's shape to write into (saves a copy of each map).
+    result's shape to write into (saves a copy of each map). scale = image_nm / model_nm: the image is
+    resampled to the model's pixel size on the way to the working grid and the maps back to the image's
+    grid (`rescale.py`); 1.0 = the image is at the model's pixel size (or it is unknown).
     """
     cfg = model.config
     f = cfg.downsample
@@ -211,13 +215,24 @@ def predict_region(
     y0, y1, x0, x1 = region
     if not (0 <= y0 < y1 <= H and 0 <= x0 < x1 <= W):
         raise ValueError(f"region {region} is not inside a slice of {full_shape}")
-    hw, ww = -(-H // f), -(-W // f)
-    span_y, span_x = _bilinear_span(y0, y1, f, hw), _bilinear_span(x0, x1, f, ww)
-    logit, heat, oy, ox = _tiles_forward(
-        model, lambda rows, cols: _working_window(read, rows, cols, full_shape, f, dev.device), (hw, ww),
-        span_y, span_x, dev, max_core, flips, batch_size)
-    logit = _grow(logit, (y0, y1), (x0, x1), span_y, span_x, (oy, ox), f)
-    heat = _grow(heat, (y0, y1), (x0, x1), span_y, span_x, (oy, ox), f)
+    if scale == 1.0:
+        hw, ww = -(-H // f), -(-W // f)
+        span_y, span_x = _bilinear_span(y0, y1, f, hw), _bilinear_span(x0, x1, f, ww)
+        window = lambda rows, cols: _working_window(read, rows, cols, full_shape, f, dev.device)  # noqa: E731
+    else:
+        zoom = scale / f
+        hw, ww = rescale.working_size(H, zoom), rescale.working_size(W, zoom)
+        span_y, span_x = rescale.span(y0, y1, hw, zoom), rescale.span(x0, x1, ww, zoom)
+        window = lambda rows, cols: rescale.working_window(read, rows, cols, full_shape, zoom,  # noqa: E731
+                                                           dev.device)
+    logit, heat, oy, ox = _tiles_forward(model, window, (hw, ww), span_y, span_x, dev, max_core, flips,
+                                         batch_size)
+    if scale == 1.0:
+        logit = _grow(logit, (y0, y1), (x0, x1), span_y, span_x, (oy, ox), f)
+        heat = _grow(heat, (y0, y1), (x0, x1), span_y, span_x, (oy, ox), f)
+    else:
+        logit = rescale.grow(logit, (y0, y1), (x0, x1), (oy, ox), (hw, ww), zoom)
+        heat = rescale.grow(heat, (y0, y1), (x0, x1), (oy, ox), (hw, ww), zoom)
     if out is None:
         out = (np.empty(logit.shape, np.float32), np.empty(logit.shape, np.float32))
     prob_t, heat_t = torch.from_numpy(out[0]), torch.from_numpy(out[1])

@@ -41,6 +41,8 @@ class FitSettings:
     scale: tuple[float, float] = (0.8, 1.25)  # random zoom of the crops (0.5-2 teaches other pixel sizes)
     det_pos_weight: float = 0.0    # detection MSE weight 1 + w * target: 0 = plain MSE, whose mostly empty
     # maps pull the peaks down (the shipped model's heat at true Lucchi centres: median 0.32, target 1.0)
+    det_head_only: bool = False    # train the centre head alone on frozen features: the segmentation stays
+    # bit-identical, so a detector can be fixed without re-opening what the trunk learnt
     val_every_s: float = 60.0
     report_every: int = 10
     seed: int = 0
@@ -156,6 +158,20 @@ def val_dice(model: MultiTaskUNet, data: SlicePlanes, dev: DeviceInfo) -> float:
     return 2 * inter / total if total else 1.0
 
 
+def _trainable(model: MultiTaskUNet, det_head_only: bool) -> list[torch.nn.Parameter]:
+    """Parameters to optimise; with det_head_only the rest is frozen, BatchNorm statistics included."""
+    model.train()
+    if not det_head_only:
+        return list(model.parameters())
+    model.eval()
+    model.det_head.train()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.det_head.parameters():
+        p.requires_grad_(True)
+    return list(model.det_head.parameters())
+
+
 def fit(
     train: SlicePlanes,
     settings: FitSettings,
@@ -167,10 +183,13 @@ def fit(
     """Train seg + centre heads; yields reports; afterwards `model` holds the best weights."""
     dev = dev or pick_device()
     model = model or MultiTaskUNet(ModelConfig())
-    model.to(dev.device).to(memory_format=torch.channels_last).train()
+    model.to(dev.device).to(memory_format=torch.channels_last)
+    params = _trainable(model, settings.det_head_only)
+    if settings.det_head_only:
+        val = None  # the segmentation cannot change, so validation Dice cannot select: keep the last weights
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    opt = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     budget = settings.minutes * 60.0
     start = last_val = time.perf_counter()
     best, best_state = -1.0, None
@@ -193,7 +212,7 @@ def fit(
             out = model(x)
         ls = seg_loss(out["seg"].float(), y.to(dev.device))
         ld = detection_loss(out["det"].float(), h.to(dev.device), settings.det_pos_weight)
-        loss = ls + settings.det_weight * ld
+        loss = settings.det_weight * ld if settings.det_head_only else ls + settings.det_weight * ld
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -226,6 +245,8 @@ def fit(
             best, best_state = final, None  # the current weights are the best
         if best_state is not None:
             model.load_state_dict(best_state)
+    for p in model.parameters():
+        p.requires_grad_(True)
     model.eval()
     yield TrainReport(
         step=step,

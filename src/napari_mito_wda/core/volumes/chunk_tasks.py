@@ -69,6 +69,7 @@ class TaskContext:
     torch_threads: int | None
     norm: np.ndarray | None = None  # (Z, 2) per-slice intensity range
     client_pid: int = 0  # tasks in another process (a worker) tune its allocator (core/volumes/alloc.py)
+    scale: float = 1.0  # image_nm / model_nm (core/engine/rescale.py)
 
 
 _MODELS: dict = {}
@@ -184,7 +185,7 @@ def predict_task(i: int, ctx: TaskContext, payload: ModelPayload) -> int:
 
     s = ctx.settings
     prob, heat = predict_region(model, read, (H, W), (y0, y1, x0, x1), dev, max_core=s.max_core, flips=s.flips,
-                                batch_size=s.batch_size)
+                                batch_size=s.batch_size, scale=ctx.scale)
     box = (slice(z0, z1), slice(y0, y1), slice(x0, x1))
     _array(ctx.work, "prob")[box] = prob
     _array(ctx.work, "heat")[box] = heat

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.io import InputError
+from ..data.pixel_size import check_pixel_size, in_plane, pixel_scale
 from .chunk_tasks import (
     Grid,
     ModelPayload,
@@ -112,7 +113,8 @@ def _payload(model) -> tuple[ModelPayload, dict]:
             h.update(k.encode())
             h.update(state[k].numpy().tobytes())
         digest = h.hexdigest()
-    return ModelPayload(digest, loaded.model.config.to_dict(), state), {"model": loaded.path, "model_sha256": digest}
+    return ModelPayload(digest, loaded.model.config.to_dict(), state), {"model": loaded.path, "model_sha256": digest,
+                                                                          "model_pixel_size_nm": loaded.pixel_size_nm}
 
 
 def _prepare_output(output: Path, overwrite: bool) -> Path:
@@ -159,6 +161,7 @@ def segment_to_zarr_iter(
     cluster: ClusterSettings | None = None,
     dataset: str | None = None,
     overwrite: bool = False,
+    pixel_size: float | None = None,
 ) -> Generator[Progress, None, ChunkedResult]:
     """Generator form of :func:`segment_to_zarr`: yields Progress after every finished chunk."""
     import zarr
@@ -171,7 +174,9 @@ def segment_to_zarr_iter(
         raise InputError(f"chunks must be three positive sizes Z,Y,X, got {settings.chunks}.")
     if min(settings.chunks[1:]) < 16:
         raise InputError("chunks must be at least 16 pixels in Y and X.")
+    pixel_size = check_pixel_size(pixel_size, "pixel_size")
     src = open_volume(source, dataset)
+    pixel_size = pixel_size if pixel_size is not None else in_plane(src.voxel_size)
     output = Path(output)
     work = _prepare_output(output, overwrite)
     grid = Grid(src.shape, tuple(min(c, s) for c, s in zip(settings.chunks, src.shape)))
@@ -179,7 +184,8 @@ def segment_to_zarr_iter(
     # What the result depends on: a .partial made with anything else is not resumed into this run.
     result_settings = {k: v for k, v in asdict(settings).items() if k not in ("torch_threads", "keep_maps")}
     run = {"format": FORMAT, "source": src.path or "array", "dataset": src.dataset, "shape": list(src.shape),
-           "settings": result_settings | {"chunks": list(grid.chunks)}, **model_info}
+           "settings": result_settings | {"chunks": list(grid.chunks)}, **model_info,
+           "pixel_size_nm": pixel_size, "scale": pixel_scale(pixel_size, model_info["model_pixel_size_nm"])}
     resumed = _open_or_create(work, run, grid, src.voxel_size)
     n = len(grid)
 
@@ -187,7 +193,7 @@ def segment_to_zarr_iter(
         threads = settings.torch_threads
         if threads is None and not runner.is_sync and not cluster.scheduler:
             threads = max(1, (os.cpu_count() or 1) // runner.n_threads())
-        ctx = TaskContext(src, str(work), grid, settings, threads, client_pid=os.getpid())
+        ctx = TaskContext(src, str(work), grid, settings, threads, client_pid=os.getpid(), scale=run["scale"])
         # 1. per-slice normalisation ranges (cheap; recomputed on resume unless stored)
         norm_file = work / "_work" / "norm.npy"
         if norm_file.exists():
@@ -252,12 +258,15 @@ def _replace_dir(src: Path, dst: Path) -> None:
 
 
 def segment_to_zarr(source, output, model=None, settings=None, cluster=None, dataset=None, overwrite=False,
-                    progress: Callable[[Progress], None] | None = None) -> ChunkedResult:
+                    progress: Callable[[Progress], None] | None = None, pixel_size: float | None = None
+                    ) -> ChunkedResult:
     """Segment a (large) volume into OUT.zarr (`labels`, and `prob`/`heat` unless keep_maps=False).
 
     source: a TIFF/zarr/HDF5 path or an array-like; model: checkpoint path, LoadedModel or None (shipped).
+    pixel_size: the source's in-plane nm per pixel (default: its metadata); each chunk is rescaled to the
+    model's pixel size through the same halo-exact tiling as in memory, the output is on the source's grid.
     """
-    gen = segment_to_zarr_iter(source, output, model, settings, cluster, dataset, overwrite)
+    gen = segment_to_zarr_iter(source, output, model, settings, cluster, dataset, overwrite, pixel_size)
     while True:
         try:
             event = next(gen)

@@ -14,13 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from ..data.io import (
+    MAX_PIXEL_NM,
+    MIN_PIXEL_NM,
     NO_PAGES,
     InputError,
-    _imagej_spacing,
     check_stack_shape,
     check_tiff_path,
     not_a_tiff,
     quiet_tifffile,
+    tiff_spacing,
+    unit_to_nm,
 )
 
 TIFF_SUFFIXES = (".tif", ".tiff")
@@ -91,7 +94,7 @@ def _open_array(path: str, kind: str, dataset: str | None):
         try:
             with quiet_tifffile():
                 with tifffile.TiffFile(path) as tif:
-                    voxel = _imagej_spacing(tif)
+                    voxel = tiff_spacing(tif)
                 store = tifffile.imread(path, aszarr=True)
                 arr = zarr.open(store, mode="r")
         except (IndexError, KeyError) as exc:  # tifffile on a file without a single image page
@@ -155,24 +158,37 @@ def _pick_zarr_array(node, dataset: str | None, path: str):
 
 
 def _voxel_from_attrs(attrs: dict, dataset: str | None = None) -> tuple[float, float, float] | None:
-    """Voxel size in nm from our own attribute, OME-Zarr multiscales, or the common HDF5 conventions."""
-    if "voxel_size_nm" in attrs:
-        v = [float(x) for x in attrs["voxel_size_nm"]]
-        return tuple(v[-3:]) if len(v) >= 3 else (1.0, *v[-2:])
-    if "element_size_um" in attrs:  # ilastik / Fiji HDF5
-        v = [float(x) * 1000.0 for x in attrs["element_size_um"]]
-        return tuple(v[-3:]) if len(v) >= 3 else None
+    """Voxel size in nm from the attributes, if recorded and plausible (io.tiff_spacing's range)."""
+    try:
+        voxel = _attrs_voxel(attrs, dataset)
+    except (TypeError, ValueError, KeyError, AttributeError):  # a malformed attribute: as if absent
+        return None
+    if voxel is None or not all(MIN_PIXEL_NM <= v <= MAX_PIXEL_NM for v in voxel[1:]):
+        return None
+    return voxel
+
+
+def _attrs_voxel(attrs: dict, dataset: str | None) -> tuple[float, float, float] | None:
+    """Our own attribute (nm), the HDF5 conventions (ilastik/Fiji element_size_um; a `resolution` or
+    `pixel_size` in nm, as CREMI writes it), or OME-Zarr multiscales (with their axes' units)."""
+    for key, to_nm in (("voxel_size_nm", 1.0), ("element_size_um", 1000.0), ("resolution", 1.0),
+                       ("pixel_size", 1.0)):
+        if key in attrs:
+            raw = attrs[key]
+            v = [float(x) * to_nm for x in (raw if np.ndim(raw) else [raw])]
+            if len(v) == 1:  # one in-plane size
+                v = [v[0]] * 2
+            return tuple(v[-3:]) if len(v) >= 3 else (v[-1], *v[-2:])
     ms = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
     if ms:
         axes = ms[0].get("axes", [])
-        to_nm = {"nanometer": 1.0, "micrometer": 1000.0, "millimeter": 1e6}
         for ds in ms[0].get("datasets", []):
             if dataset is None or ds.get("path") == dataset:
                 for t in ds.get("coordinateTransformations", []):
                     if t.get("type") == "scale":
                         s = [float(x) for x in t["scale"]][-3:]
                         units = [a.get("unit") if isinstance(a, dict) else None for a in axes][-3:]
-                        f = [to_nm.get(u, 1.0) for u in units] if len(units) == 3 else [1.0] * 3
+                        f = [unit_to_nm(u) or 1.0 for u in units] if len(units) == 3 else [1.0] * 3
                         return tuple(a * b for a, b in zip(s, f)) if len(s) == 3 else None
     return None
 
