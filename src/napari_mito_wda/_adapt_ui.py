@@ -44,12 +44,14 @@ class AdaptSection(QGroupBox):
     failed = Signal(str)
     progress = Signal(int, int, str)
 
-    def __init__(self, viewer, inputs, state, jobs, parent: QWidget | None = None):
+    def __init__(self, viewer, inputs, state, jobs, negatives=None, parent: QWidget | None = None):
         super().__init__(ADAPT_TEXT, parent)
         self.viewer, self.inputs, self.state, self.jobs = viewer, inputs, state, jobs
+        self.negatives = negatives       # the "not mitochondria" clicks (_suggest_ui.SuggestSection), or None
         self.adapt_overrides: dict = {}  # extra AdaptSettings fields (tests, screenshots, scripted use)
         self.live_updates = 0            # how many times preview slices were written into layers
         self._feed = None                # ClickFeed of the running adaptation
+        self._neg_feed = None            # ... and of its negative clicks
         self._job: dict | None = None
         self._view_z: int | None = None
         self._step_offset = 0            # loss plot: steps continue across resumed runs
@@ -57,6 +59,8 @@ class AdaptSection(QGroupBox):
         self._minutes_touched = False
         self._build_ui()
         inputs.clicks_changed.connect(self._feed_clicks)  # a running adaptation takes them up at its next round
+        if negatives is not None:
+            negatives.negatives_changed.connect(self._feed_clicks)
         viewer.dims.events.current_step.connect(self._on_dims_changed)
 
     def _build_ui(self) -> None:
@@ -109,16 +113,20 @@ class AdaptSection(QGroupBox):
         self.adapt_button.on_run_started(what)
 
     def on_run_finished(self) -> None:
-        self._feed = None
+        self._feed = self._neg_feed = None
         self._job = None
         self.adapt_button.on_run_finished()
 
     # ------------------------------------------------------------------ clicks
-    def _valid_clicks(self, image, shape) -> tuple[np.ndarray, int, np.ndarray]:
+    def _valid_clicks(self, image, shape, negative: bool = False) -> tuple[np.ndarray, int, np.ndarray]:
         """(clicks inside the image as (N, 3) voxel coords with duplicates merged, n outside, all raw)."""
         from .core.adapt.points import validate_points
 
-        raw = np.asarray(self.inputs.centres_in_image_coords(image), dtype=np.float64)
+        if negative:
+            raw = self.negatives.negatives_in_image_coords(image) if self.negatives is not None else []
+        else:
+            raw = self.inputs.centres_in_image_coords(image)
+        raw = np.asarray(raw, dtype=np.float64)
         shape3 = tuple(shape) if len(shape) == 3 else (1, *shape)
         if raw.size == 0:
             return np.zeros((0, 3)), 0, np.zeros((0, 3))
@@ -139,6 +147,9 @@ class AdaptSection(QGroupBox):
             return
         pts, n_out, _ = self._valid_clicks(image, job["geom"]["shape"])
         self._feed.set(pts)
+        neg, n_neg_out, _ = self._valid_clicks(image, job["geom"]["shape"], negative=True)
+        self._neg_feed.set(neg)
+        n_out += n_neg_out
         if n_out:
             self.status.emit(f"{n_out} click(s) lie outside {job['image_name']!r} and are ignored.")
 
@@ -181,8 +192,15 @@ class AdaptSection(QGroupBox):
         data = np.asarray(image.data)
         try:
             pts, n_out, raw = self._valid_clicks(image, data.shape)
+            neg, n_neg_out, raw_neg = self._valid_clicks(image, data.shape, negative=True)
+            shape3 = data.shape if data.ndim == 3 else (1, *data.shape)
             if n_out:
-                validate_points(raw, data.shape if data.ndim == 3 else (1, *data.shape))  # raises, naming them
+                validate_points(raw, shape3)  # raises, naming them
+            if n_neg_out:
+                try:
+                    validate_points(raw_neg, shape3)
+                except InputError as exc:
+                    raise InputError(f"not-mitochondria clicks: {exc}") from None
         except InputError as exc:
             self.failed.emit(f"Cannot adapt: {exc}")
             return None
@@ -208,7 +226,7 @@ class AdaptSection(QGroupBox):
             "maps": self.maps_check.isChecked(), "image_path": source or image.name,
             "source_model": self.state.source_name(),
         }
-        self._feed = ClickFeed(pts)
+        self._feed, self._neg_feed = ClickFeed(pts), ClickFeed(neg)
         self._view_z = self._current_z(image)
         if not resume:
             self.loss_plot.clear()
@@ -216,12 +234,14 @@ class AdaptSection(QGroupBox):
         kwargs = {
             "model": self.state.loaded, "model_path": self.state.path, "preset": self.preset_combo.currentText(),
             "overrides": overrides, "resume": resume, "view_z": lambda: self._view_z, "with_maps": job["maps"],
+            "negatives": self._neg_feed,
             "pixel_size": self.inputs.pixel_size(),
         }
         self.progress.emit(0, PROGRESS_STEPS, "Starting …")
         verb = "Resuming" if resume else "Starting"
+        also = f" and {len(neg)} 'not mitochondria' clicks" if len(neg) else ""
         self.status.emit(f"{verb} adaptation to {image.name!r} ({self.inputs.pixel_size_text()}) with {len(pts)} "
-                         "clicks …")
+                         f"clicks{also} …")
         worker = self.jobs.start(
             adapt_iter, (data, self._feed), kwargs, partial(self._on_adapted, job), what=ADAPTATION,
             on_yielded=partial(self._on_adapt_update, job), layer=image,
@@ -275,6 +295,7 @@ class AdaptSection(QGroupBox):
         self.state.add_run(result, {
             "image": job["image_path"], "from_model": job["source_model"], "resumed": job["resume"],
             "steps": int(last.step), "seconds": round(float(result.seconds), 1), "n_clicks": int(len(result.clicks)),
+            "n_negative": int(last.n_negative),
             "best_score": None if last.best_score is None else round(float(last.best_score), 4),
             "stopped": bool(result.stopped), "settings": result.settings.to_dict(), "kept_step": last.kept_step,
         })

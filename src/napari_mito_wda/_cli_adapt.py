@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli_common import check_output, check_pixel_size_flag, model_and_device, pixel_size_for
+from ._cli_common import check_output, check_pixel_size_flag, model_and_device, pixel_size_for, read_clicks
 from ._cli_progress import Progress
 
 
@@ -20,11 +20,10 @@ def cmd_adapt(args) -> int:
         adapt,
         load_model,
         pick_device,
-        read_points,
         read_volume,
         save_adapted,
     )
-    from .core.adapt import validate_points, with_state
+    from .core.adapt import with_state
 
     out = Path(args.output)
     # Continuing an interrupted run in place (--resume OUT.pt -o OUT.pt) replaces the run's own file.
@@ -42,9 +41,8 @@ def cmd_adapt(args) -> int:
     flag_nm = check_pixel_size_flag(args)
     dev = pick_device(args.device, args.precision)  # a bad --device fails here, before anything is read
     vol = read_volume(args.image)
-    clicks = read_points(args.points) if args.points else None
-    if clicks is not None:
-        validate_points(clicks, vol.data.shape)  # named, one line, before the model is loaded
+    clicks = read_clicks(args.points, vol.data.shape)  # named, one line, before the model is loaded
+    negatives = read_clicks(args.negative_points, vol.data.shape, "--negative-points")
     loaded = load_model(args.resume or args.model, device=dev.device)
     if "replay_images" not in loaded.extras:
         raise CheckpointError(f"{loaded.path}: this model carries no source replay set, so it cannot be adapted; "
@@ -65,7 +63,9 @@ def cmd_adapt(args) -> int:
         over["source_veto"] = args.source_veto or None
     settings = AdaptSettings.preset(args.preset, **over)
     n_clicks = 0 if clicks is None else len(clicks)
-    print(f"{vol.path}: {vol.data.shape}; {n_clicks} clicks; start {loaded.path}; "
+    n_neg = 0 if negatives is None else len(negatives)
+    print(f"{vol.path}: {vol.data.shape}; {n_clicks} clicks"
+          + (f", {n_neg} negative clicks" if n_neg else "") + f"; start {loaded.path}; "
           f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
     pixel_size, said = pixel_size_for(flag_nm, vol.voxel_size, loaded.pixel_size_nm)
     print(said, file=sys.stderr)
@@ -87,11 +87,11 @@ def cmd_adapt(args) -> int:
     last = None
     try:
         for rep in adapt(vol.data, clicks, loaded, settings, dev=dev, stop=lambda: stop["n"] > 0,
-                         pixel_size=pixel_size):
+                         negative_points=negatives, pixel_size=pixel_size):
             last = rep
             if rep.best_state is not None:  # a new best at a round start: a hard kill loses one round at most
                 save_adapted(out, with_state(loaded, rep.best_state), settings, clicks, rep,
-                             image_path=str(vol.path), overwrite=overwrite)
+                             image_path=str(vol.path), overwrite=overwrite, negatives=negatives)
                 overwrite = True  # later writes replace this run's own file
             if rep.stage in ("prepare", "label", "done"):
                 extra = f" score {rep.score:.3f}" if rep.score is not None else ""
@@ -104,7 +104,8 @@ def cmd_adapt(args) -> int:
                       file=sys.stderr)
     finally:
         signal.signal(signal.SIGINT, previous)
-    save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=overwrite)
+    save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=overwrite,
+                 negatives=negatives)
     print(f"wrote {out} (best label-free score {last.best_score:.3f}); segment with: "
           f"mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif"
           + (f" --pixel-size {pixel_size:g}" if args.pixel_size is not None else ""))

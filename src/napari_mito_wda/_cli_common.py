@@ -25,6 +25,24 @@ def check_output(out: Path, suffixes: tuple[str, ...], what: str, overwrite: boo
         raise InputError(f"{out.parent}: output folder does not exist; create it or choose another output path.")
 
 
+def read_clicks(path, shape, flag: str = "--points"):
+    """Clicks of `flag` read and checked against a (Z, Y, X) shape, before any model is loaded; None without
+    a file. The messages are those of --points, naming the flag for the others (which file is wrong)."""
+    from .core.adapt.points import read_points, validate_points
+    from .core.data.io import InputError
+
+    if not path:
+        return None
+    try:
+        clicks = read_points(path)
+        validate_points(clicks, shape)
+    except InputError as exc:
+        if flag == "--points":
+            raise
+        raise InputError(f"{flag}: {exc}") from None
+    return clicks
+
+
 def add_pixel_size(parser) -> None:
     parser.add_argument("--pixel-size", default=None, metavar="NM",
                         help="in-plane nm per pixel of the image (default: its file's metadata); slices are rescaled "

@@ -3,7 +3,8 @@
 :class:`PredictSection` runs :func:`napari_mito_wda._worker.predict_iter` (an image in memory) or
 :func:`napari_mito_wda._chunked_worker.chunked_predict_iter` (a lazy dask/zarr image, written chunk by
 chunk into a zarr store) through the :class:`~napari_mito_wda._job_runner.JobRunner`; only its
-main-thread callbacks touch layers. It announces the layer it wrote by ``labels_ready(str)`` and
+main-thread callbacks touch layers. It announces the layer it wrote by ``labels_ready(str)``, the
+maps behind it by ``predicted(image name, PredictResult)`` (for the suggested clicks), and
 reports through ``status(str)``, ``failed(str)`` and ``progress(done, total, format)``.
 """
 
@@ -28,6 +29,7 @@ class PredictSection(QWidget):
     """Prediction options and the Predict (Stop) button."""
 
     labels_ready = Signal(str)
+    predicted = Signal(str, object)
     status = Signal(str)
     failed = Signal(str)
     progress = Signal(int, int, str)
@@ -120,6 +122,7 @@ class PredictSection(QWidget):
         layer.metadata["mito_wda"] = provenance
         watch_edits(layer)
         self.labels_ready.emit(layer.name)
+        self.predicted.emit(job["image_name"], result)
         self.progress.emit(job["slices"], job["slices"], "")
         which = " with the adapted model" if job.get("adaptation") else ""
         self.status.emit(

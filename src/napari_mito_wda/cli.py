@@ -5,6 +5,7 @@
     mito-wda predict BIG.zarr -o OUT.zarr [--chunks 8,2048,2048] [--workers 2] [--scheduler ADDR]
                                                     # larger than memory: chunked, on dask.distributed
     mito-wda evaluate PRED.tif GT.tif [--json M.json]
+    mito-wda suggest IMAGE.tif -n 20 -o SUGGESTED.csv    # where a click would teach the model most
     mito-wda pretrain --image IMG.tif --labels LAB.tif -o MODEL.pt
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from ._cli_adapt import cmd_adapt, cmd_demo
 from ._cli_common import add_pixel_size, check_output, check_pixel_size_flag, model_and_device, pixel_size_for
 from ._cli_progress import Progress
+from ._cli_suggest import add_parser as add_suggest_parser
 
 
 def _is_chunked(args) -> bool:
@@ -266,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("adapt", help="adapt a model to a target volume from centre clicks (or none: UDA)")
     p.add_argument("image")
     p.add_argument("--points", default=None, help="clicks: napari Points CSV (index,axis-0,axis-1,axis-2) or .npy")
+    p.add_argument("--negative-points", default=None,
+                   help="'not mitochondria' clicks (same formats): the objects under them become background")
     p.add_argument("-o", "--output", required=True, help="adapted checkpoint (.pt) to write")
     add_model(p)
     p.add_argument("--resume", default=None, help="continue from an adapted checkpoint")
@@ -285,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pixel_size(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_adapt)
+
+    add_suggest_parser(sub, add_model)
 
     p = sub.add_parser("demo", help="the shipped model on the shipped real sample (--adapt: also adapt it and compare)")
     p.add_argument("--out", default="mito-wda-demo", help="folder for the results (a new run-* folder each time)")

@@ -2,7 +2,8 @@
 
 The ``adapt`` generator (loop) with its settings and reports (settings); what each self-training round
 trains on (rounds: pseudo-labels, detection targets, batches, prototypes) and its parts: the clicks
-(points: read, checked, simulated), the instance-aware pseudo-labels (pseudo_labels), the losses
+(points: read, checked, written, simulated), what negative clicks make background (negatives), where a
+click would teach most (suggest), the instance-aware pseudo-labels (pseudo_labels), the losses
 (partial detection, class-focused contrastive), AdaBN and the BatchNorm statistics (batchnorm), the
 label-free model selection and detector check (selection), the predictions of the labelled slices
 (predict), the replay set and the adapted checkpoint (saving); and the live previews the widget shows
@@ -19,11 +20,14 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".predict": ["predict_slices", "StartingProbability"],
     ".batchnorm": ["adabn", "frozen_bn_stats"],
     ".saving": ["save_adapted", "replay_planes", "with_state"],
-    ".points": ["validate_points", "read_points", "points_by_slice", "innermost_point", "simulate_clicks"],
+    ".points": ["validate_points", "read_points", "points_by_slice", "innermost_point", "simulate_clicks",
+                "write_points_csv"],
     ".losses": ["partial_weighted_mse", "detection_weights", "class_focused_contrastive", "cosine_kmeans",
                 "build_prototypes"],
     ".pseudo_labels": ["IPLResult", "instance_aware_pseudo_labels", "pixel_confidence_pseudo_labels",
                        "ratio_schedule", "budget_anchor", "spare_background_near"],
+    ".negatives": ["negative_region", "apply_negatives"],
+    ".suggest": ["Suggestions", "suggest_points"],
     ".live": ["SlicePreview", "TRUSTED_MITO", "UNSURE", "nearest_slices", "slice_preview", "preview_slices",
               "current_preview"],
 })

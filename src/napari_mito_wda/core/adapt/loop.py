@@ -51,14 +51,18 @@ def adapt(
     dev: DeviceInfo | None = None,
     stop: Callable[[], bool] | None = None,
     get_clicks: Callable[[], np.ndarray] | None = None,
+    negative_points: np.ndarray | None = None,
+    get_negative_points: Callable[[], np.ndarray] | None = None,
     pixel_size: float | None = None,
 ) -> Iterator[AdaptReport]:
     """Adapt `source.model` in place to the raw target stack (Z, Y, X); deep-copy it first to keep it.
 
     clicks: (N, 3) voxel coordinates (z, y, x) of mitochondria centres, or None/empty for UDA.
     get_clicks: optional callable returning the current clicks, read again at the start of each round
-    (clicks added while it runs are taken up). When the generator ends, `source.model` holds the best
-    model seen (label-free score, or the last one with settings.selection == "last").
+    (clicks added while it runs are taken up). negative_points / get_negative_points: the same for
+    "not a mitochondrion" clicks, whose objects become background (negatives.py).
+    When the generator ends, `source.model` holds the best model seen (label-free score, or the last
+    one with settings.selection == "last").
     target may be a `Volume` or a TIFF path too; pixel_size: its in-plane nm per pixel (default: a
     Volume's or file's metadata). The slices are then trained on at the model's pixel size, as
     `segment_volume` predicts them, so the adapted model keeps the source's pixel size on its card.
@@ -85,34 +89,43 @@ def adapt(
         return points_by_slice(pts), len(pts)
 
     clicks_w, n_clicks = working_clicks(clicks)
+    negs_w, n_neg = working_clicks(negative_points)
     n_label = min(s.label_slices, len(images))
-    zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist()) | set(clicks_w))
+    zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist()) | set(clicks_w)
+                | set(negs_w))
     rounds = [("stage1", r) for r in range(s.stage1_rounds)] + [("stage2", r + 1) for r in range(s.stage2_rounds)]
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
     prob, heat = predict_slices(model, images, zs, dev)
-    source_prob = (StartingProbability(model, images, zs, prob, dev, later_slices=get_clicks is not None)
+    live = get_clicks is not None or get_negative_points is not None  # clicks may bring in new slices
+    source_prob = (StartingProbability(model, images, zs, prob, dev, later_slices=live)
                    if s.source_veto is not None else None)
-    best_score, best_state = selection_score(prob, heat, clicks_w, zs), copy.deepcopy(model.state_dict())
+    best_score = selection_score(prob, heat, clicks_w, zs, negatives=negs_w)
+    best_state = copy.deepcopy(model.state_dict())
     # The kept model's prediction, reused at the end when its slices are still the ones labelled.
     best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
     best_from, kept_step, new_best = "the starting model", None, True
     if s.adabn:
         adabn(model, images, dev, s.crop, seed=s.seed)
     yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
-                      best_score=best_score, message=f"{len(images)} slices, {n_clicks} clicks, {dev.describe()}")
+                      best_score=best_score, n_negative=n_neg,
+                      message=f"{len(images)} slices, {n_clicks} clicks"
+                              + (f", {n_neg} negative clicks" if n_neg else "") + f", {dev.describe()}")
 
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
     step = 0
     anchors: dict[int, int] | None = None
     trusted: bool | None = None
     for r_idx, (stage, r) in enumerate(rounds + [("final", 0)]):
-        if get_clicks is not None:
-            clicks_w, n_clicks = working_clicks(get_clicks())
-            zs = sorted(set(zs) | set(clicks_w))
+        if live:
+            if get_clicks is not None:
+                clicks_w, n_clicks = working_clicks(get_clicks())
+            if get_negative_points is not None:
+                negs_w, n_neg = working_clicks(get_negative_points())
+            zs = sorted(set(zs) | set(clicks_w) | set(negs_w))
             if source_prob is not None:
                 source_prob.cover(zs)
         prob, heat = predict_slices(model, images, zs, dev)
-        score = selection_score(prob, heat, clicks_w, zs)
+        score = selection_score(prob, heat, clicks_w, zs, negatives=negs_w)
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
         if score > best_score or s.selection == "last":
             best_score, best_state, best_pred = score, copy.deepcopy(model.state_dict()), pred
@@ -133,10 +146,11 @@ def adapt(
             # elsewhere, and admitting its peaks then grew the foreground from 0.18 to 0.29 (GT 0.12).
             trusted = detector_trusted(heat, clicks_w, zs, s)
         rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s, use_detector=trusted,
-                                 source_prob=source_prob)
+                                 source_prob=source_prob, negatives=negs_w)
         protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
-                          score=score, best_score=best_score, n_clicks=n_clicks, n_pseudo=n_sel, prediction=pred,
+                          score=score, best_score=best_score, n_clicks=n_clicks, n_negative=n_neg, n_pseudo=n_sel,
+                          prediction=pred,
                           kept_step=kept_step, best_state=best_state if new_best else None,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
                                   + ("" if trusted or not s.detection
@@ -203,7 +217,7 @@ def adapt(
         prob, heat = predict_slices(model, images, zs, dev)
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
-                      score=selection_score(pred["prob"], pred["heat"], clicks_w, zs), best_score=best_score,
-                      n_clicks=n_clicks, prediction=pred, kept_step=kept_step,
+                      score=selection_score(pred["prob"], pred["heat"], clicks_w, zs, negatives=negs_w),
+                      best_score=best_score, n_clicks=n_clicks, n_negative=n_neg, prediction=pred, kept_step=kept_step,
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})")

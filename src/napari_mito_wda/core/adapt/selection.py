@@ -11,7 +11,7 @@ from .settings import AdaptSettings
 
 
 def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int],
-                    peak_thresh: float = 0.3) -> float:
+                    peak_thresh: float = 0.3, negatives: dict[int, np.ndarray] | None = None) -> float:
     """Label-free model score in [0, 1]: agreement of the two heads and how well the clicks are centred.
 
     Agreement = fraction of foreground components that hold a detection peak, times the fraction of
@@ -19,7 +19,8 @@ def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.nda
     click) / (largest such distance in the click's component), 0 off the foreground: a click is a
     centre, so a component that merges it with neighbours or spreads over the background scores low
     (mere coverage rewarded a model that calls everything mitochondria). Without clicks the score is
-    the agreement alone.
+    the agreement alone. A negative click ("not a mitochondrion") counts as one more click, 1 off the
+    foreground and 0 on it: a false object left under it costs as much as a missed positive click.
     """
     hits = comps = peaks_on = peaks = 0
     centred, n_clicks = 0.0, 0
@@ -42,6 +43,9 @@ def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.nda
                 if lab[yi, xi]:
                     centred += dist[yi, xi] / deepest[lab[yi, xi] - 1]
                 n_clicks += 1
+        for y, x in (negatives or {}).get(z, ()):
+            centred += float(not fg[min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)])
+            n_clicks += 1
     agree = (hits / comps if comps else 0.0) * (peaks_on / peaks if peaks else 0.0)
     return float(agree if n_clicks == 0 else 0.5 * agree + 0.5 * centred / n_clicks)
 

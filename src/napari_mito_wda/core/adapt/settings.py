@@ -80,6 +80,7 @@ class AdaptReport:
     score: float | None = None       # label-free model-selection score of the latest prediction
     best_score: float | None = None
     n_clicks: int = 0
+    n_negative: int = 0              # negative ("not a mitochondrion") clicks taken up
     n_pseudo: int = 0                # pseudo-instances selected in this round
     prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
     message: str = ""
