@@ -22,14 +22,13 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.checkpoint import LoadedModel
 from ..data.io import normalize_slice, validate_image
 from ..data.pixel_size import image_and_pixel_size, pixel_scale
 from ..engine.device import DeviceInfo, pick_device
 from ..engine.inference import to_working
-from ..training.supervised import SlicePlanes, sample_batch, seg_loss
+from ..training.supervised import SlicePlanes, detection_loss, sample_batch, seg_loss
 from ..training.targets import count_estimate
 from .batchnorm import adabn, frozen_bn_stats
 from .losses import class_focused_contrastive, partial_weighted_mse
@@ -176,7 +175,7 @@ def adapt(
             with dev.autocast(), frozen_bn_stats(model, s.target_bn_stats):
                 out_s = model(xs.to(dev.device).contiguous(memory_format=torch.channels_last))
             losses["src_seg"] = seg_loss(out_s["seg"].float(), ys.to(dev.device))
-            losses["src_det"] = F.mse_loss(out_s["det"].float(), hs.to(dev.device))
+            losses["src_det"] = detection_loss(out_s["det"].float(), hs.to(dev.device), source.det_pos_weight)
             total = s.w_src_seg * losses["src_seg"] + s.w_src_det * losses["src_det"]
             batch = target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment)
             xt, yt, tt, wt, ct = (v.to(dev.device) for v in batch)
