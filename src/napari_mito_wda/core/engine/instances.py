@@ -39,7 +39,7 @@ def instances_2d(
     if heat is None or not fg.any():
         return blobs
     peaks = peak_local_max(heat, min_distance=min_distance, threshold_abs=peak_threshold, labels=blobs)
-    peaks = _prominent(peaks, heat, fg, peak_prominence)
+    peaks = _prominent(peaks, heat, blobs, peak_prominence)
     if len(peaks) == 0:
         return blobs.astype(np.int32)
     markers = np.zeros(fg.shape, np.int32)
@@ -53,20 +53,30 @@ def instances_2d(
     return _drop_small(split, min_size)  # watershed may cut slivers off a blob
 
 
-def _prominent(peaks: np.ndarray, heat: np.ndarray, fg: np.ndarray, h: float) -> np.ndarray:
+def _prominent(peaks: np.ndarray, heat: np.ndarray, blobs: np.ndarray, h: float) -> np.ndarray:
     """The peaks (sorted high to low, as peak_local_max gives them) of dynamic >= h: one per h-maximum.
 
-    The heat is zeroed off the foreground first, so what a peak's prominence is measured against lies in
-    its own blob (the chunked path's exactness needs instances to depend on their blob only).
+    Judged blob by blob on the heat of that blob alone (what the chunked path's exactness needs), and only
+    for blobs with several peaks; on a 1/255 grid, where h-maxima is fast (float maps took ~1.5 s a slice).
     """
-    if h <= 0 or len(peaks) == 0:
+    if h <= 0 or len(peaks) < 2:
         return peaks
-    caps, _ = ndi.label(h_maxima(np.where(fg, heat, 0).astype(np.float64), h), structure=np.ones((3, 3)))
-    cap = caps[tuple(peaks.T)]
-    _, first = np.unique(cap, return_index=True)  # the highest peak of each cap
-    keep = np.zeros(len(peaks), bool)
-    keep[first] = True
-    return peaks[keep & (cap > 0)]
+    ids = blobs[tuple(peaks.T)]
+    uniq, counts = np.unique(ids, return_counts=True)
+    keep = np.ones(len(peaks), bool)
+    boxes = ndi.find_objects(blobs)
+    for b in uniq[counts > 1]:
+        box = boxes[b - 1]
+        local = np.where(blobs[box] == b, np.clip(heat[box], 0, 1), 0)
+        caps, _ = ndi.label(h_maxima(np.round(local * 255).astype(np.uint8), max(1, round(h * 255))),
+                            structure=np.ones((3, 3)))
+        sel = np.flatnonzero(ids == b)
+        seen: set[int] = set()
+        for i in sel:  # high to low: the first peak of a cap seeds it, the rest join it
+            c = int(caps[peaks[i, 0] - box[0].start, peaks[i, 1] - box[1].start])
+            keep[i] = c > 0 and c not in seen
+            seen.add(c)
+    return peaks[keep]
 
 
 def _drop_small(labels: np.ndarray, min_size: int) -> np.ndarray:
