@@ -249,7 +249,11 @@ class AdaptSection(QGroupBox):
             self.status.emit(f"Adapting {job['image_name']!r}: round {rep.round}/{rep.n_rounds}, step {rep.step}, "
                              f"{rep.it_per_s:.1f} it/s, {rep.n_clicks} clicks, {rep.n_pseudo} pseudo-instances.")
         elif rep.message:
-            self.status.emit(f"{STAGE_NAMES.get(rep.stage, rep.stage)}: {rep.message}")
+            from .core.adapt.heldout import describe_quality
+
+            quality = describe_quality(rep.quality) if rep.stage == "label" else ""
+            self.status.emit(f"{STAGE_NAMES.get(rep.stage, rep.stage)}: {rep.message}"
+                             + (f"; kept model: {quality}" if quality else ""))
 
     def _adapt_progress(self, job: dict, rep) -> None:
         frac = rep.elapsed_s / rep.budget_s if rep.budget_s else 0.0
@@ -275,6 +279,7 @@ class AdaptSection(QGroupBox):
             "steps": int(last.step), "seconds": round(float(result.seconds), 1), "n_clicks": int(len(result.clicks)),
             "best_score": None if last.best_score is None else round(float(last.best_score), 4),
             "stopped": bool(result.stopped), "settings": result.settings.to_dict(), "kept_step": last.kept_step,
+            "quality": last.quality,
         })
         release_memory()  # the replaced model's GPU memory goes back now, not when napari closes
         self._step_offset += int(last.step)
@@ -290,6 +295,10 @@ class AdaptSection(QGroupBox):
         score = f", label-free score {last.best_score:.3f}" if last.best_score is not None else ""
         if last.kept_step is None:  # the user must not wonder why nothing changed
             score += "; no adapted model scored above the starting one, so it is kept"
+        if last.quality:  # how good the result is: the held-out clicks it was never trained on
+            from .core.adapt.heldout import describe_quality
+
+            score += f"; {describe_quality(last.quality)}"
         if layer_named(self.viewer, job["image_name"]) is None:  # the image was closed meanwhile: nothing to predict
             self.status.emit(f"{head} ({last.step} steps{score}); the image {job['image_name']!r} is gone.")
             return

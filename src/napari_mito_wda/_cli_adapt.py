@@ -25,6 +25,7 @@ def cmd_adapt(args) -> int:
         save_adapted,
     )
     from .core.adapt import validate_points, with_state
+    from .core.adapt.heldout import describe_quality
 
     out = Path(args.output)
     # Continuing an interrupted run in place (--resume OUT.pt -o OUT.pt) replaces the run's own file.
@@ -91,8 +92,9 @@ def cmd_adapt(args) -> int:
                 overwrite = True  # later writes replace this run's own file
             if rep.stage in ("prepare", "label", "done"):
                 extra = f" score {rep.score:.3f}" if rep.score is not None else ""
-                print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] {rep.stage}: {rep.message}{extra}",
-                      file=sys.stderr)
+                quality = describe_quality(rep.quality)
+                print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] {rep.stage}: {rep.message}{extra}"
+                      + (f"\n    kept model: {quality}" if quality else ""), file=sys.stderr)
             elif rep.step % (settings.report_every * 10) == 0:
                 losses = " ".join(f"{k} {v:.4f}" for k, v in rep.losses.items())
                 print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] round {rep.round}/{rep.n_rounds} "
@@ -101,8 +103,8 @@ def cmd_adapt(args) -> int:
     finally:
         signal.signal(signal.SIGINT, previous)
     save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=overwrite)
-    print(f"wrote {out} (best label-free score {last.best_score:.3f}); segment with: "
-          f"mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif")
+    print(f"wrote {out} (best label-free score {last.best_score:.3f}; {describe_quality(last.quality)}); "
+          f"segment with: mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif")
     return 0
 
 

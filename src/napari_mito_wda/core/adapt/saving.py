@@ -49,6 +49,7 @@ def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.
         "clicks_zyx": [] if clicks is None else np.asarray(clicks, float).round(2).tolist(),
         "steps": last.step if last else 0, "elapsed_s": round(last.elapsed_s, 1) if last else 0.0,
         "score": last.best_score if last else None, "finished": bool(last and last.message.startswith("finished")),
+        "quality": last.quality if last else None,  # the held-out clicks' estimate (heldout.heldout_quality)
     } | provenance())
     meta["adaptations"] = history
     meta["name"] = str(path)
