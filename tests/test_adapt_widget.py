@@ -256,6 +256,7 @@ def test_the_status_says_how_many_held_out_clicks_the_adapted_model_finds(
     assert widget.adapt() is not None, widget.status_label.text()
     wait_worker(widget)
     assert any("1 held out" in s for s in said), said
+    assert any("settings for this image: training crops of" in s for s in said), said  # auto_settings
     done = [s for s in said if s.startswith("Adaptation finished")]
     assert done and "held-out clicks inside a predicted object:" in done[0] and "/1 (" in done[0], said
     run = widget.model_state.runs[-1]

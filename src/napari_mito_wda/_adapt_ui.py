@@ -201,7 +201,7 @@ class AdaptSection(QGroupBox):
         self.labels_ready.emit(labels.name)
 
         resume = self.state.can_resume
-        overrides = {"minutes": float(self.minutes_spin.value())} | dict(self.adapt_overrides)
+        overrides, chosen = self._fitted_settings(data.shape, len(pts))
         source = getattr(image, "metadata", {}).get("mito_wda", {}).get("source_path")
         job = self._job = {
             "image_name": image.name, "geom": geom, "resume": resume, "max_iters": overrides.get("max_iters"),
@@ -219,7 +219,8 @@ class AdaptSection(QGroupBox):
         }
         self.progress.emit(0, PROGRESS_STEPS, "Starting …")
         verb = "Resuming" if resume else "Starting"
-        self.status.emit(f"{verb} adaptation to {image.name!r} with {len(pts)} clicks …")
+        self.status.emit(f"{verb} adaptation to {image.name!r} with {len(pts)} clicks"
+                         + (f"; settings for this image: {'; '.join(chosen)}" if chosen else "") + " …")
         worker = self.jobs.start(
             adapt_iter, (data, self._feed), kwargs, partial(self._on_adapted, job), what=ADAPTATION,
             on_yielded=partial(self._on_adapt_update, job), layer=image,
@@ -228,6 +229,20 @@ class AdaptSection(QGroupBox):
         # After the runner's own error handler (it reports the failure first).
         worker.errored.connect(alive_only(self, partial(self._keep_best_on_error, job)))
         return worker
+
+    def _fitted_settings(self, shape, n_clicks: int) -> tuple[dict, list[str]]:
+        """The run's AdaptSettings overrides: the quick preset fitted to the image (core.adapt.auto), with why."""
+        from .core.adapt.auto import AUTO_FIELDS, auto_settings
+
+        minutes = float(self.minutes_spin.value())
+        chosen: list[str] = []
+        overrides = {"minutes": minutes}
+        if self.preset_combo.currentText() == "quick":
+            model = getattr(self.state.loaded, "model", None)  # None until loaded: the shipped model's geometry
+            geometry = (model.config.downsample, model.multiple) if model is not None else ()
+            auto, chosen = auto_settings(shape, n_clicks, minutes, *geometry)
+            overrides = {k: getattr(auto, k) for k in AUTO_FIELDS}
+        return overrides | dict(self.adapt_overrides), chosen
 
     def _on_adapt_update(self, job: dict, update) -> None:
         if update.best is not None:

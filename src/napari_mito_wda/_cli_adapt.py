@@ -25,6 +25,7 @@ def cmd_adapt(args) -> int:
         save_adapted,
     )
     from .core.adapt import validate_points, with_state
+    from .core.adapt.auto import AUTO_FIELDS, auto_settings
     from .core.adapt.heldout import describe_quality
 
     out = Path(args.output)
@@ -36,7 +37,7 @@ def cmd_adapt(args) -> int:
         raise ValueError(f"--source-veto takes a probability between 0 and 1 (0 = off), got {args.source_veto}")
     if args.click_reach is not None and args.click_reach < 0:
         raise ValueError(f"--click-reach takes a number of slices, 0 (off) or more, got {args.click_reach}")
-    if not args.minutes > 0:
+    if args.minutes is not None and not args.minutes > 0:
         raise ValueError(f"--minutes takes a time budget above 0, got {args.minutes}")
     if args.max_iters is not None and args.max_iters < 1:
         raise ValueError(f"--max-iters takes a number of iterations, 1 or more, got {args.max_iters}")
@@ -49,7 +50,14 @@ def cmd_adapt(args) -> int:
     if "replay_images" not in loaded.extras:
         raise CheckpointError(f"{loaded.path}: this model carries no source replay set, so it cannot be adapted; "
                               "start from the shipped model (leave out --model) or one made by `mito-wda pretrain`.")
-    over = {"minutes": args.minutes, "seed": args.seed}
+    n_clicks = 0 if clicks is None else len(clicks)
+    over, chosen = {"seed": args.seed}, []
+    if args.preset == "quick":  # fitted to this volume and its clicks; the reasons are printed below
+        auto, chosen = auto_settings(vol.data.shape, n_clicks, args.minutes, loaded.model.config.downsample,
+                                     loaded.model.multiple)
+        over |= {k: getattr(auto, k) for k in AUTO_FIELDS}
+    elif args.minutes is not None:
+        over["minutes"] = args.minutes
     if args.max_iters:
         over["max_iters"] = args.max_iters
     for flag in ("contrastive", "cross_teaching", "detection", "adabn"):
@@ -64,9 +72,10 @@ def cmd_adapt(args) -> int:
     if args.source_veto is not None:
         over["source_veto"] = args.source_veto or None
     settings = AdaptSettings.preset(args.preset, **over)
-    n_clicks = 0 if clicks is None else len(clicks)
     print(f"{vol.path}: {vol.data.shape}; {n_clicks} clicks; start {loaded.path}; "
           f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
+    if chosen:
+        print("settings for this volume: " + "; ".join(chosen), file=sys.stderr)
     if n_clicks == 0:
         # Measured on VNC III -> Lucchi (docs/benchmarks.md): UDA 0.779 < AdaBN alone 0.800 < 15% clicks 0.855.
         print("no clicks: unsupervised adaptation. On the benchmark it scored below re-estimating BatchNorm "
