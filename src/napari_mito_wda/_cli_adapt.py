@@ -78,8 +78,9 @@ def cmd_adapt(args) -> int:
         print("settings for this volume: " + "; ".join(chosen), file=sys.stderr)
     if n_clicks == 0:
         # Measured on VNC III -> Lucchi (docs/benchmarks.md): UDA 0.779 < AdaBN alone 0.800 < 15% clicks 0.855.
-        print("no clicks: unsupervised adaptation. On the benchmark it scored below re-estimating BatchNorm "
-              "alone; clicking the centres of a few objects per slice (--points) gave the gains.", file=sys.stderr)
+        print("no clicks: unsupervised adaptation. On the benchmark its training drifted below re-estimating "
+              "BatchNorm alone, so that model is kept unless a trained one scores clearly higher; clicking the "
+              "centres of a few objects per slice (--points) gave the gains.", file=sys.stderr)
     stop = {"n": 0}
 
     def on_sigint(signum, frame):  # first Ctrl-C: finish the current step and keep the best model

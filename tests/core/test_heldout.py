@@ -95,6 +95,7 @@ def test_the_kept_model_is_judged_and_reported_on_the_held_out_clicks(many_click
     assert done.score == pytest.approx(selection_score(pred["prob"], pred["heat"], held_w, pred["slices"]))
     q = done.quality
     assert q["n_heldout"] == len(held) and 0.0 <= q["heldout_hit_rate"] <= 1.0
+    assert all(type(q[k]) is float for k in ("heldout_hit_rate", "heldout_centring", "start_hit_rate"))
     assert q["start_hit_rate"] is not None and "held out" in reports[0].message
     assert f"/{len(held)} (" in describe_quality(q)
     back = load_checkpoint(save_adapted(tmp_path / "a.pt", loaded, settings, clicks, done))

@@ -94,12 +94,12 @@ def heldout_quality(prob: np.ndarray, zs: list[int], held: dict[int, np.ndarray]
     if not n:
         return {"n_heldout": 0, "heldout_hit_rate": None, "heldout_centring": None, "start_hit_rate": None,
                 "note": f"no estimate: with fewer than {MIN_CLICKS} clicks every click trains"}
-    q = {"n_heldout": n, "heldout_hit_rate": round(hit, 4), "heldout_centring": round(centred, 4),
+    q = {"n_heldout": n, "heldout_hit_rate": round(float(hit), 4), "heldout_centring": round(float(centred), 4),
          "start_hit_rate": None}
     if start_prob:
         zs0 = [z for z in held if z in start_prob]
         if zs0:
-            q["start_hit_rate"] = round(click_hits(np.stack([start_prob[z] for z in zs0]), held, zs0)[0], 4)
+            q["start_hit_rate"] = round(float(click_hits(np.stack([start_prob[z] for z in zs0]), held, zs0)[0]), 4)
     return q
 
 

@@ -107,8 +107,9 @@ def adapt(
     n_held = sum(len(v) for v in held_w.values())
     yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
                       best_score=best_score, quality=best_quality,
-                      message=f"{len(images)} slices, {n_clicks} clicks ({n_held} held out to judge the result), "
-                              f"{dev.describe()}{bn_note}")
+                      message=f"{len(images)} slices, {n_clicks} clicks"
+                              + (f" ({n_held} held out to judge the result)" if n_held else "")
+                              + f", {dev.describe()}{bn_note}")
 
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
     step = 0
