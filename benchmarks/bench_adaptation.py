@@ -54,7 +54,11 @@ CACHE = ROOT / "benchmarks" / "cache"
 # The rows of options that measured no gain (seg_rank, src_off_s2, heat_veto, trust_rounds, unreached_bg,
 # unreached_any, linked_fg, bg005) left ROWS with their options (docs/journal.md, "Options removed in wave 2");
 # their results stay in the raw results file.
-METHOD_VERSION = 14
+# 15: 20% of the clicks (none below 5) held out: never trained on, they alone judge the kept model
+#    (AdaptSettings.heldout_share); AdaBN statistics blended with the source's by n / (n + 3.2e6) target
+#    working px (adabn_n0; 80 Lucchi slices: weight 0.83); without clicks a trained model must beat AdaBN's
+#    score by 0.5 (uda_margin). Issue 20; the evidence: benchmarks/bench_adabn_blend.py, docs/journal.md.
+METHOD_VERSION = 15
 
 # Rows measured under the issue's own budget (15 minutes, alone on the machine), whatever the table's.
 OWN_BUDGET = ("wda15_15min", "crop192_15min")

@@ -219,7 +219,7 @@ class AdaptSection(QGroupBox):
         self.labels_ready.emit(labels.name)
 
         resume = self.state.can_resume
-        overrides = {"minutes": float(self.minutes_spin.value())} | dict(self.adapt_overrides)
+        overrides, chosen = self._fitted_settings(data.shape, len(pts))
         source = getattr(image, "metadata", {}).get("mito_wda", {}).get("source_path")
         job = self._job = {
             "image_name": image.name, "geom": geom, "resume": resume, "max_iters": overrides.get("max_iters"),
@@ -241,7 +241,8 @@ class AdaptSection(QGroupBox):
         verb = "Resuming" if resume else "Starting"
         also = f" and {len(neg)} 'not mitochondria' clicks" if len(neg) else ""
         self.status.emit(f"{verb} adaptation to {image.name!r} ({self.inputs.pixel_size_text()}) with {len(pts)} "
-                         f"clicks{also} …")
+                         f"clicks{also}" + (f"; settings for this image: {'; '.join(chosen)}" if chosen else "")
+                         + " …")
         worker = self.jobs.start(
             adapt_iter, (data, self._feed), kwargs, partial(self._on_adapted, job), what=ADAPTATION,
             on_yielded=partial(self._on_adapt_update, job), layer=image,
@@ -250,6 +251,20 @@ class AdaptSection(QGroupBox):
         # After the runner's own error handler (it reports the failure first).
         worker.errored.connect(alive_only(self, partial(self._keep_best_on_error, job)))
         return worker
+
+    def _fitted_settings(self, shape, n_clicks: int) -> tuple[dict, list[str]]:
+        """The run's AdaptSettings overrides: the quick preset fitted to the image (core.adapt.auto), with why."""
+        from .core.adapt.auto import AUTO_FIELDS, auto_settings
+
+        minutes = float(self.minutes_spin.value())
+        chosen: list[str] = []
+        overrides = {"minutes": minutes}
+        if self.preset_combo.currentText() == "quick":
+            model = getattr(self.state.loaded, "model", None)  # None until loaded: the shipped model's geometry
+            geometry = (model.config.downsample, model.multiple) if model is not None else ()
+            auto, chosen = auto_settings(shape, n_clicks, minutes, *geometry)
+            overrides = {k: getattr(auto, k) for k in AUTO_FIELDS}
+        return overrides | dict(self.adapt_overrides), chosen
 
     def _on_adapt_update(self, job: dict, update) -> None:
         if update.best is not None:
@@ -271,7 +286,11 @@ class AdaptSection(QGroupBox):
             self.status.emit(f"Adapting {job['image_name']!r}: round {rep.round}/{rep.n_rounds}, step {rep.step}, "
                              f"{rep.it_per_s:.1f} it/s, {rep.n_clicks} clicks, {rep.n_pseudo} pseudo-instances.")
         elif rep.message:
-            self.status.emit(f"{STAGE_NAMES.get(rep.stage, rep.stage)}: {rep.message}")
+            from .core.adapt.heldout import describe_quality
+
+            quality = describe_quality(rep.quality) if rep.stage == "label" else ""
+            self.status.emit(f"{STAGE_NAMES.get(rep.stage, rep.stage)}: {rep.message}"
+                             + (f"; kept model: {quality}" if quality else ""))
 
     def _adapt_progress(self, job: dict, rep) -> None:
         frac = rep.elapsed_s / rep.budget_s if rep.budget_s else 0.0
@@ -298,6 +317,7 @@ class AdaptSection(QGroupBox):
             "n_negative": int(last.n_negative),
             "best_score": None if last.best_score is None else round(float(last.best_score), 4),
             "stopped": bool(result.stopped), "settings": result.settings.to_dict(), "kept_step": last.kept_step,
+            "quality": last.quality,
         })
         release_memory()  # the replaced model's GPU memory goes back now, not when napari closes
         self._step_offset += int(last.step)
@@ -313,6 +333,10 @@ class AdaptSection(QGroupBox):
         score = f", label-free score {last.best_score:.3f}" if last.best_score is not None else ""
         if last.kept_step is None:  # the user must not wonder why nothing changed
             score += "; no adapted model scored above the starting one, so it is kept"
+        if last.quality:  # how good the result is: the held-out clicks it was never trained on
+            from .core.adapt.heldout import describe_quality
+
+            score += f"; {describe_quality(last.quality)}"
         if layer_named(self.viewer, job["image_name"]) is None:  # the image was closed meanwhile: nothing to predict
             self.status.emit(f"{head} ({last.step} steps{score}); the image {job['image_name']!r} is gone.")
             return

@@ -273,9 +273,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="adapted checkpoint (.pt) to write")
     add_model(p)
     p.add_argument("--resume", default=None, help="continue from an adapted checkpoint")
-    p.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget (default: 8 for quick, 240 for thorough)")
     p.add_argument("--max-iters", type=int, default=None, help="iteration budget (whichever comes first)")
-    p.add_argument("--preset", choices=["quick", "thorough"], default="quick")
+    p.add_argument("--preset", choices=["quick", "thorough"], default="quick",
+                   help="quick (default): crop, slices and rounds fitted to the volume; thorough: the paper's schedule")
     p.add_argument("--seed", type=int, default=0)
     for flag in ("contrastive", "cross-teaching", "detection", "adabn"):
         p.add_argument(f"--no-{flag}", action="store_true", help=f"switch {flag} off (ablation)")

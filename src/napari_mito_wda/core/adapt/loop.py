@@ -31,6 +31,7 @@ from ..engine.inference import to_working
 from ..training.supervised import SlicePlanes, detection_loss, sample_batch, seg_loss
 from ..training.targets import count_estimate
 from .batchnorm import adabn, frozen_bn_stats
+from .heldout import ClickSplit, heldout_quality
 from .losses import class_focused_contrastive, partial_weighted_mse
 from .points import points_by_slice, validate_points
 from .predict import StartingProbability, predict_slices
@@ -82,33 +83,52 @@ def adapt(
     src = source_data if source_data is not None else replay_planes(source.extras, s.sigma)
     src_protos = source.extras.get("source_prototypes")
 
-    def working_clicks(raw) -> tuple[dict[int, np.ndarray], int]:
-        pts, _ = validate_points(raw, target.shape)
-        pts = pts.astype(np.float32) / np.array([1, f / scale, f / scale], np.float32)
-        return points_by_slice(pts), len(pts)
+    split = ClickSplit(s.heldout_share, s.seed)
 
-    clicks_w, n_clicks = working_clicks(clicks)
-    negs_w, n_neg = working_clicks(negative_points)
+    def by_working_slice(pts: np.ndarray) -> dict[int, np.ndarray]:
+        return points_by_slice(pts.astype(np.float32) / np.array([1, f / scale, f / scale], np.float32))
+
+    def working_clicks(raw) -> tuple[dict[int, np.ndarray], int, dict[int, np.ndarray]]:
+        """(training clicks by slice, n clicks in all, held-out clicks by slice), working resolution."""
+        pts, _ = validate_points(raw, target.shape)
+        train, held = split.split(pts)
+        return by_working_slice(train), len(pts), by_working_slice(held)
+
+    def working_negatives(raw) -> tuple[dict[int, np.ndarray], int]:
+        pts, _ = validate_points(raw, target.shape)  # never held out: each one removes its own false object
+        return by_working_slice(pts), len(pts)
+
+    def judge(prob, heat) -> float:  # held-out clicks where there are any: the training clicks flatter
+        return selection_score(prob, heat, held_w or clicks_w, zs, negatives=negs_w)
+
+    clicks_w, n_clicks, held_w = working_clicks(clicks)
+    negs_w, n_neg = working_negatives(negative_points)
     n_label = min(s.label_slices, len(images))
-    zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist()) | set(clicks_w)
-                | set(negs_w))
+    zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist())
+                | set(clicks_w) | set(held_w) | set(negs_w))
     rounds = [("stage1", r) for r in range(s.stage1_rounds)] + [("stage2", r + 1) for r in range(s.stage2_rounds)]
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
     prob, heat = predict_slices(model, images, zs, dev)
     live = get_clicks is not None or get_negative_points is not None  # clicks may bring in new slices
     source_prob = (StartingProbability(model, images, zs, prob, dev, later_slices=live)
                    if s.source_veto is not None else None)
-    best_score = selection_score(prob, heat, clicks_w, zs, negatives=negs_w)
-    best_state = copy.deepcopy(model.state_dict())
+    start_prob = source_prob if source_prob is not None else dict(zip(zs, prob))
+    best_score, best_state = judge(prob, heat), copy.deepcopy(model.state_dict())
+    best_quality = heldout_quality(prob, zs, held_w, start_prob)
     # The kept model's prediction, reused at the end when its slices are still the ones labelled.
     best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
     best_from, kept_step, new_best = "the starting model", None, True
+    bn_note = ""
     if s.adabn:
-        adabn(model, images, dev, s.crop, seed=s.seed)
+        w_bn = adabn(model, images, dev, s.crop, seed=s.seed, n0=s.adabn_n0)
+        bn_note = f"; AdaBN weight on the target statistics {w_bn:.2f}"
+    n_held = sum(len(v) for v in held_w.values())
     yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
-                      best_score=best_score, n_negative=n_neg,
+                      best_score=best_score, quality=best_quality, n_negative=n_neg,
                       message=f"{len(images)} slices, {n_clicks} clicks"
-                              + (f", {n_neg} negative clicks" if n_neg else "") + f", {dev.describe()}")
+                              + (f" ({n_held} held out to judge the result)" if n_held else "")
+                              + (f", {n_neg} negative clicks" if n_neg else "")
+                              + f", {dev.describe()}{bn_note}")
 
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
     step = 0
@@ -117,17 +137,21 @@ def adapt(
     for r_idx, (stage, r) in enumerate(rounds + [("final", 0)]):
         if live:
             if get_clicks is not None:
-                clicks_w, n_clicks = working_clicks(get_clicks())
+                clicks_w, n_clicks, held_w = working_clicks(get_clicks())
             if get_negative_points is not None:
-                negs_w, n_neg = working_clicks(get_negative_points())
-            zs = sorted(set(zs) | set(clicks_w) | set(negs_w))
+                negs_w, n_neg = working_negatives(get_negative_points())
+            zs = sorted(set(zs) | set(clicks_w) | set(held_w) | set(negs_w))
             if source_prob is not None:
                 source_prob.cover(zs)
         prob, heat = predict_slices(model, images, zs, dev)
-        score = selection_score(prob, heat, clicks_w, zs, negatives=negs_w)
+        score = judge(prob, heat)
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
-        if score > best_score or s.selection == "last":
+        # Without clicks the score is the heads' agreement alone, which rose while Lucchi Dice fell in every
+        # measured UDA run (docs/journal.md): a trained model must beat the AdaBN one (step 0) by a margin.
+        margin = s.uda_margin if n_clicks == 0 and step > 0 else 0.0
+        if score > best_score + margin or s.selection == "last":
             best_score, best_state, best_pred = score, copy.deepcopy(model.state_dict()), pred
+            best_quality = heldout_quality(prob, zs, held_w, start_prob)
             best_from, kept_step, new_best = f"step {step}", step, True
         if stage == "final" or (stop is not None and stop()):
             break
@@ -149,7 +173,7 @@ def adapt(
         protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_negative=n_neg, n_pseudo=n_sel,
-                          prediction=pred,
+                          prediction=pred, quality=best_quality,
                           kept_step=kept_step, best_state=best_state if new_best else None,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
                                   + ("" if trusted or not s.detection
@@ -216,7 +240,8 @@ def adapt(
         prob, heat = predict_slices(model, images, zs, dev)
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
-                      score=selection_score(pred["prob"], pred["heat"], clicks_w, zs, negatives=negs_w),
-                      best_score=best_score, n_clicks=n_clicks, n_negative=n_neg, prediction=pred, kept_step=kept_step,
+                      score=judge(pred["prob"], pred["heat"]), best_score=best_score,
+                      n_clicks=n_clicks, n_negative=n_neg, prediction=pred, kept_step=kept_step,
+                      quality=heldout_quality(pred["prob"], zs, held_w, start_prob),
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})")

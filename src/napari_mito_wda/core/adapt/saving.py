@@ -52,6 +52,7 @@ def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.
         "negative_clicks_zyx": [] if negatives is None else np.asarray(negatives, float).round(2).tolist(),
         "steps": last.step if last else 0, "elapsed_s": round(last.elapsed_s, 1) if last else 0.0,
         "score": last.best_score if last else None, "finished": bool(last and last.message.startswith("finished")),
+        "quality": last.quality if last else None,  # the held-out clicks' estimate (heldout.heldout_quality)
     } | provenance())
     meta["adaptations"] = history
     meta["name"] = str(path)
