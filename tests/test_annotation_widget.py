@@ -90,3 +90,69 @@ def test_suggest_next_keep_and_reject_move_the_view_and_the_points(
     widget.suggest_button.click()
     again = np.asarray(viewer.layers["em suggested clicks"].data)
     assert not any(np.allclose(a, p) for a in again for p in pts[1:3])
+
+
+def _empty_spot(plane: np.ndarray, radius: int) -> tuple[int, int]:
+    """(y, x) farthest from every object and from the border of a 2D labels plane (room for a painted disk)."""
+    from scipy import ndimage as ndi
+
+    free = np.pad(plane == 0, 1)  # the border counts as occupied
+    dist = ndi.distance_transform_edt(free)[1:-1, 1:-1]
+    y, x = np.unravel_index(np.argmax(dist), dist.shape)
+    assert dist[y, x] > radius + 2, "no room for a painted object"
+    return int(y), int(x)
+
+
+@pytest.mark.gui
+def test_corrections_painted_and_erased_are_counted_taken_up_mid_run_and_kept(
+    viewer_and_widget, target, default_model_file, qtbot, wait_worker
+):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(target, name="em", scale=SCALE)
+    widget.predict_button.click()
+    wait_worker(widget)
+    layer = viewer.layers["em instances"]
+    row = widget.adapter.corrections
+    assert row.n_corrected == 0 and not row.forget_button.isEnabled()
+    pred = layer.data.copy()
+    ids, sizes = np.unique(pred[0][pred[0] > 0], return_counts=True)
+    assert len(ids), "the shipped model finds no object on slice 0"
+    victim = int(ids[np.argmax(sizes)])
+    erased = pred[0] == victim
+    yx = np.argwhere(erased)[len(np.argwhere(erased)) // 2]
+    layer.fill((0, *yx), 0)  # erase a (false, say) object with napari's fill tool
+    layer.brush_size = 9
+    spot = _empty_spot(pred[2], 5)
+    layer.paint((2, *spot), int(pred.max()) + 1)  # and paint one it missed
+    assert (layer.data[0][erased] == 0).all()
+    qtbot.waitUntil(lambda: row.n_corrected == 2, timeout=5000)
+    assert "2 corrected objects (1 mitochondria, 1 erased) on 2 slices" in row.label.text()
+    assert row.forget_button.isEnabled()
+    painted = layer.data[2] == int(pred.max()) + 1
+
+    widget.add_points_layer().add([[1, 40, 40]])
+    widget.adapt_overrides = dict(TINY_ADAPT, max_iters=12)
+    worker = widget.adapt()
+    assert worker is not None, widget.status_label.text()
+    assert "2 corrected objects" in widget.status_label.text()
+    seen: list[int] = []
+    spot1 = _empty_spot(pred[1], 5)
+
+    def on_update(update):
+        if update.report.stage == "label":
+            seen.append(update.report.n_corrected)
+            if len(seen) == 1:
+                layer.paint((1, *spot1), int(pred.max()) + 2)  # one more, painted while it runs
+
+    worker.yielded.connect(on_update)
+    wait_worker(widget, timeout=180000)  # adaptation, then the whole-image prediction
+    assert seen[:2] == [2, 3], (seen, widget.status_label.text())
+    assert viewer.layers["em instances"] is layer and "em instances (proofread)" not in viewer.layers
+    runs = layer.metadata["mito_wda"]["adaptation"]["runs"]
+    assert runs[-1]["n_corrected"] == 3
+    # the new masks went around the user's objects: still as they were left
+    assert (layer.data[0][erased] == 0).all()
+    assert len(np.unique(layer.data[2][painted])) == 1 and (layer.data[2][painted] > 0).all()
+    assert row.n_corrected == 3 and "kept" in widget.status_label.text()
+    row.forget_button.click()  # and they can be dropped
+    assert row.n_corrected == 0 and "forgotten" in widget.status_label.text()

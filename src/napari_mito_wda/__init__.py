@@ -19,6 +19,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".core.engine.segment": ["segment_volume"],
     ".core.adapt.points": ["read_points", "simulate_clicks", "write_points_csv"],
     ".core.adapt.suggest": ["suggest_points"],
+    ".core.adapt.corrections": ["Corrections", "corrections_from_edit"],
     ".core.adapt.settings": ["AdaptSettings", "AdaptReport"],
     ".core.adapt.loop": ["adapt"],
     ".core.adapt.saving": ["save_adapted"],

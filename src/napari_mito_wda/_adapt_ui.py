@@ -16,12 +16,13 @@ import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QWidget
 
+from ._corrections_ui import CorrectionsRow
 from ._job_runner import ADAPTATION, RunButton
 from ._jobs import alive_only
 from ._live_layers import INSTANCES_SUFFIX, get_or_add, show_previews, with_points_on_top
 from ._loss_plot import LossPlot
-from ._proofread import keep_user_edits, watch_edits
-from ._util import layer_named
+from ._proofread import keep_user_edits, reference, track, watch_edits
+from ._util import layer_named, same_layer
 
 ADAPT_TEXT = "Adapt to this dataset"
 STAGE_NAMES = {"prepare": "Preparing", "label": "Pseudo-labelling", "train": "Training", "done": "Done"}
@@ -52,6 +53,7 @@ class AdaptSection(QGroupBox):
         self.live_updates = 0            # how many times preview slices were written into layers
         self._feed = None                # ClickFeed of the running adaptation
         self._neg_feed = None            # ... and of its negative clicks
+        self._corr_feed = None           # ... and of the user's corrections of the instances layer
         self._job: dict | None = None
         self._view_z: int | None = None
         self._step_offset = 0            # loss plot: steps continue across resumed runs
@@ -62,6 +64,8 @@ class AdaptSection(QGroupBox):
         if negatives is not None:
             negatives.negatives_changed.connect(self._feed_clicks)
         viewer.dims.events.current_step.connect(self._on_dims_changed)
+        inputs.image_combo.currentTextChanged.connect(self.corrections.watch)
+        viewer.layers.events.inserted.connect(self.corrections.watch)
 
     def _build_ui(self) -> None:
         form = QFormLayout(self)
@@ -83,9 +87,13 @@ class AdaptSection(QGroupBox):
             "pressing it after a run continues from the adapted model)"
         )
         self.loss_plot = LossPlot()
+        self.corrections = CorrectionsRow(self._instances_layer)  # what the next adaptation learns exactly
+        self.corrections.changed.connect(self._feed_corrections)
+        self.corrections.status.connect(self.status)
         form.addRow("Preset:", self.preset_combo)
         form.addRow("Time budget:", self.minutes_spin)
         form.addRow(self.maps_check)
+        form.addRow(self.corrections)
         form.addRow(self.adapt_button)
         form.addRow(self.loss_plot)
 
@@ -113,7 +121,7 @@ class AdaptSection(QGroupBox):
         self.adapt_button.on_run_started(what)
 
     def on_run_finished(self) -> None:
-        self._feed = self._neg_feed = None
+        self._feed = self._neg_feed = self._corr_feed = None
         self._job = None
         self.adapt_button.on_run_finished()
 
@@ -169,10 +177,21 @@ class AdaptSection(QGroupBox):
             if image is not None:
                 self._view_z = self._current_z(image)
 
+    # ------------------------------------------------------------------ corrections
+    def _instances_layer(self):
+        job = self._job
+        image = self.inputs.image_layer if job is None else layer_named(self.viewer, job["image_name"])
+        return None if image is None else layer_named(self.viewer, f"{image.name}{INSTANCES_SUFFIX}")
+
+    def _feed_corrections(self, corr) -> None:
+        """While adapting: the corrections of the run's instances layer go to the worker (next round)."""
+        if self._corr_feed is not None and same_layer(self.corrections.layer, self._job.get("labels")):
+            self._corr_feed.set(corr)
+
     # ------------------------------------------------------------------ run
     def adapt(self):
         """Start (or resume) adapting the current model to the selected image; return the worker or None."""
-        from ._adapt_worker import ClickFeed, adapt_iter
+        from ._adapt_worker import ClickFeed, LatestValue, adapt_iter
         from .core.adapt.points import validate_points
         from .core.data.io import InputError
 
@@ -210,13 +229,17 @@ class AdaptSection(QGroupBox):
         geom = {"shape": data.shape, "scale": tuple(image.scale), "translate": tuple(image.translate),
                 "units": getattr(image, "units", None)}
         name = f"{image.name}{INSTANCES_SUFFIX}"
-        keep_user_edits(self.viewer, name)  # previews overwrite slices: proofread labels move aside first
+        keep_user_edits(self.viewer, name, data.shape)  # edits that previews cannot merge move aside first
         labels, why = with_points_on_top(self.viewer, points, get_or_add, self.viewer, name, "labels", geom, np.uint32)
         if labels is None:
             self.failed.emit(f"Cannot show the masks: {why}.")
             return None
+        if reference(labels) is None:  # not written by the plugin (opened, or new): nothing in it is a correction
+            track(labels)
         watch_edits(labels)
         self.labels_ready.emit(labels.name)
+        self.corrections.watch()
+        corr = self.corrections.recount()
 
         resume = self.state.can_resume
         overrides, chosen = self._fitted_settings(data.shape, len(pts))
@@ -224,9 +247,9 @@ class AdaptSection(QGroupBox):
         job = self._job = {
             "image_name": image.name, "geom": geom, "resume": resume, "max_iters": overrides.get("max_iters"),
             "maps": self.maps_check.isChecked(), "image_path": source or image.name,
-            "source_model": self.state.source_name(),
+            "source_model": self.state.source_name(), "labels": labels,
         }
-        self._feed, self._neg_feed = ClickFeed(pts), ClickFeed(neg)
+        self._feed, self._neg_feed, self._corr_feed = ClickFeed(pts), ClickFeed(neg), LatestValue(corr)
         self._view_z = self._current_z(image)
         if not resume:
             self.loss_plot.clear()
@@ -234,12 +257,14 @@ class AdaptSection(QGroupBox):
         kwargs = {
             "model": self.state.loaded, "model_path": self.state.path, "preset": self.preset_combo.currentText(),
             "overrides": overrides, "resume": resume, "view_z": lambda: self._view_z, "with_maps": job["maps"],
-            "negatives": self._neg_feed,
+            "negatives": self._neg_feed, "corrections": self._corr_feed,
             "pixel_size": self.inputs.pixel_size(),
         }
         self.progress.emit(0, PROGRESS_STEPS, "Starting …")
         verb = "Resuming" if resume else "Starting"
-        also = f" and {len(neg)} 'not mitochondria' clicks" if len(neg) else ""
+        also = f", {len(neg)} 'not mitochondria' clicks" if len(neg) else ""
+        n_corr = 0 if corr is None else corr.n_objects
+        also += f", {n_corr} corrected objects" if n_corr else ""
         self.status.emit(f"{verb} adaptation to {image.name!r} ({self.inputs.pixel_size_text()}) with {len(pts)} "
                          f"clicks{also}" + (f"; settings for this image: {'; '.join(chosen)}" if chosen else "")
                          + " …")
@@ -274,12 +299,16 @@ class AdaptSection(QGroupBox):
             self.loss_plot.add(self._step_offset + rep.step, rep.losses)
         self._adapt_progress(job, rep)
         if update.previews:
-            why = show_previews(self.viewer, self.inputs.points_layer, job["image_name"], job["geom"],
-                                update.previews, job["maps"])
+            why, kept = show_previews(self.viewer, self.inputs.points_layer, job["image_name"], job["geom"],
+                                      update.previews, job["maps"])
             if why:
                 self.status.emit(f"Live preview paused: {why}.")
             else:
                 self.live_updates += 1
+            if kept and not job.get("told_kept"):  # once a run: the live masks go around the user's objects
+                job["told_kept"] = True
+                self.status.emit("The live masks keep your corrected objects as you left them.")
+                return
         if self.jobs.stopping:
             return
         if rep.stage == "train":
@@ -314,7 +343,7 @@ class AdaptSection(QGroupBox):
         self.state.add_run(result, {
             "image": job["image_path"], "from_model": job["source_model"], "resumed": job["resume"],
             "steps": int(last.step), "seconds": round(float(result.seconds), 1), "n_clicks": int(len(result.clicks)),
-            "n_negative": int(last.n_negative),
+            "n_negative": int(last.n_negative), "n_corrected": int(last.n_corrected),
             "best_score": None if last.best_score is None else round(float(last.best_score), 4),
             "stopped": bool(result.stopped), "settings": result.settings.to_dict(), "kept_step": last.kept_step,
             "quality": last.quality,

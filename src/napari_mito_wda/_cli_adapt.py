@@ -7,7 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli_common import check_output, check_pixel_size_flag, model_and_device, pixel_size_for, read_clicks
+from ._cli_common import (
+    check_output,
+    check_pixel_size_flag,
+    model_and_device,
+    pixel_size_for,
+    read_clicks,
+    read_corrections,
+)
 from ._cli_progress import Progress
 
 
@@ -45,6 +52,7 @@ def cmd_adapt(args) -> int:
     vol = read_volume(args.image)
     clicks = read_clicks(args.points, vol.data.shape)  # named, one line, before the model is loaded
     negatives = read_clicks(args.negative_points, vol.data.shape, "--negative-points")
+    corrections = read_corrections(args.corrections, args.predicted, vol.data.shape)
     loaded = load_model(args.resume or args.model, device=dev.device)
     if "replay_images" not in loaded.extras:
         raise CheckpointError(f"{loaded.path}: this model carries no source replay set, so it cannot be adapted; "
@@ -75,6 +83,11 @@ def cmd_adapt(args) -> int:
     print(f"{vol.path}: {vol.data.shape}; {n_clicks} clicks"
           + (f", {n_neg} negative clicks" if n_neg else "") + f"; start {loaded.path}; "
           f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
+    if corrections is not None and corrections.n_objects:
+        print(f"mito-wda: {corrections.describe()} in {args.corrections}, used as exact labels", file=sys.stderr)
+    elif corrections is not None:
+        print(f"mito-wda: note: {args.corrections} equals {args.predicted}: no corrected objects to use",
+              file=sys.stderr)
     pixel_size, said = pixel_size_for(flag_nm, vol.voxel_size, loaded.pixel_size_nm)
     print(said, file=sys.stderr)
     if chosen:
@@ -98,7 +111,7 @@ def cmd_adapt(args) -> int:
     last = None
     try:
         for rep in adapt(vol.data, clicks, loaded, settings, dev=dev, stop=lambda: stop["n"] > 0,
-                         negative_points=negatives, pixel_size=pixel_size):
+                         negative_points=negatives, pixel_size=pixel_size, corrections=corrections):
             last = rep
             if rep.best_state is not None:  # a new best at a round start: a hard kill loses one round at most
                 save_adapted(out, with_state(loaded, rep.best_state), settings, clicks, rep,

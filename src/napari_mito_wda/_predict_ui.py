@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QCheckBox, QVBoxLayout, QWidget
 
 from ._job_runner import PREDICTION, RunButton
 from ._live_layers import INSTANCES_SUFFIX
-from ._proofread import keep_user_edits, watch_edits
+from ._proofread import keep_user_edits, track, watch_edits, write_prediction
 from ._util import layer_named
 
 PREDICT_TEXT = "Predict"
@@ -108,10 +108,11 @@ class PredictSection(QWidget):
         }
         if job.get("adaptation"):
             provenance["adaptation"] = job["adaptation"]
-        keep_user_edits(self.viewer, name)
+        keep_user_edits(self.viewer, name, result.labels.shape)  # edits that cannot be merged move aside
         layer = layer_named(self.viewer, name)
+        kept = 0
         if isinstance(layer, Labels) and layer.ndim == result.labels.ndim:
-            layer.data = result.labels
+            kept = write_prediction(layer, result.labels)  # the user's corrected objects stay as they are
             layer.scale = job["scale"]
             layer.translate = job["translate"]
         else:
@@ -119,15 +120,17 @@ class PredictSection(QWidget):
             layer = self.viewer.add_labels(
                 result.labels, name=name, scale=job["scale"], translate=job["translate"], **kwargs
             )
+            track(layer)
         layer.metadata["mito_wda"] = provenance
         watch_edits(layer)
         self.labels_ready.emit(layer.name)
         self.predicted.emit(job["image_name"], result)
         self.progress.emit(job["slices"], job["slices"], "")
         which = " with the adapted model" if job.get("adaptation") else ""
-        self.status.emit(
-            f"{result.n_instances} instances in {job['image_name']!r}{which} ({result.seconds:.1f} s, {result.device})."
-        )
+        kept_text = (f" Your {kept} corrected object(s) were kept as you left them (Forget corrections lets the "
+                     "next prediction replace them)." if kept else "")
+        self.status.emit(f"{result.n_instances} instances in {job['image_name']!r}{which} ({result.seconds:.1f} s, "
+                         f"{result.device}).{kept_text}")
 
     # ------------------------------------------------------------ larger than memory
     def predict_to_zarr(self, output: str | Path | None = None):

@@ -270,6 +270,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--points", default=None, help="clicks: napari Points CSV (index,axis-0,axis-1,axis-2) or .npy")
     p.add_argument("--negative-points", default=None,
                    help="'not mitochondria' clicks (same formats): the objects under them become background")
+    p.add_argument("--corrections", default=None, metavar="EDITED.tif",
+                   help="instances you proofread (painted, erased, split, merged): the objects you changed become "
+                        "exact labels (changed = mitochondrion with its mask, erased = background); with --predicted")
+    p.add_argument("--predicted", default=None, metavar="PREDICTED.tif",
+                   help="the prediction (mito-wda predict -o) that --corrections was edited from")
     p.add_argument("-o", "--output", required=True, help="adapted checkpoint (.pt) to write")
     add_model(p)
     p.add_argument("--resume", default=None, help="continue from an adapted checkpoint")

@@ -3,11 +3,12 @@
 The ``adapt`` generator (loop) with its settings and reports (settings) and the settings fitted to a
 volume's size (auto); what each self-training round trains on (rounds: pseudo-labels, detection targets,
 batches, prototypes) and its parts: the clicks (points: read, checked, written, simulated), what negative
-clicks make background (negatives), where a click would teach most (suggest), the instance-aware
-pseudo-labels (pseudo_labels), the losses (partial detection, class-focused contrastive), AdaBN and the
-BatchNorm statistics (batchnorm), the label-free model selection and detector check (selection), the
-held-out clicks that judge it (heldout), the predictions of the labelled slices (predict), the replay set
-and the adapted checkpoint (saving); and the live previews the widget shows while it trains (live).
+clicks make background (negatives), the user's corrected objects as exact labels (corrections), where a
+click would teach most (suggest), the instance-aware pseudo-labels (pseudo_labels), the losses (partial
+detection, class-focused contrastive), AdaBN and the BatchNorm statistics (batchnorm), the label-free
+model selection and detector check (selection), the held-out clicks that judge it (heldout), the
+predictions of the labelled slices (predict), the replay set and the adapted checkpoint (saving); and the
+live previews the widget shows while it trains (live).
 """
 
 from .._lazy import lazy_exports
@@ -29,6 +30,8 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     ".pseudo_labels": ["IPLResult", "instance_aware_pseudo_labels", "pixel_confidence_pseudo_labels",
                        "ratio_schedule", "budget_anchor", "spare_background_near"],
     ".negatives": ["negative_region", "apply_negatives"],
+    ".corrections": ["Corrections", "corrections_from_edit", "keep_corrections", "slice_diff", "working_corrections",
+                     "apply_corrections"],
     ".suggest": ["Suggestions", "suggest_points"],
     ".live": ["SlicePreview", "TRUSTED_MITO", "UNSURE", "nearest_slices", "slice_preview", "preview_slices",
               "current_preview"],

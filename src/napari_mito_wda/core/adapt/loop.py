@@ -31,6 +31,7 @@ from ..engine.inference import to_working
 from ..training.supervised import SlicePlanes, detection_loss, sample_batch, seg_loss
 from ..training.targets import count_estimate
 from .batchnorm import adabn, frozen_bn_stats
+from .corrections import Corrections, check_corrections, working_corrections
 from .heldout import ClickSplit, heldout_quality
 from .losses import class_focused_contrastive, partial_weighted_mse
 from .points import points_by_slice, validate_points
@@ -54,13 +55,17 @@ def adapt(
     negative_points: np.ndarray | None = None,
     get_negative_points: Callable[[], np.ndarray] | None = None,
     pixel_size: float | None = None,
+    corrections: Corrections | None = None,
+    get_corrections: Callable[[], Corrections | None] | None = None,
 ) -> Iterator[AdaptReport]:
     """Adapt `source.model` in place to the raw target stack (Z, Y, X); deep-copy it first to keep it.
 
     clicks: (N, 3) voxel coordinates (z, y, x) of mitochondria centres, or None/empty for UDA.
     get_clicks: optional callable returning the current clicks, read again at the start of each round
     (clicks added while it runs are taken up). negative_points / get_negative_points: the same for
-    "not a mitochondrion" clicks, whose objects become background (negatives.py).
+    "not a mitochondrion" clicks, whose objects become background (negatives.py). corrections /
+    get_corrections: the user's corrected objects (`corrections_from_edit`), exact labels on their
+    slices, re-read at each round in the same way (corrections.py).
     When the generator ends, `source.model` holds the best model seen (label-free score, or the last
     one with settings.selection == "last").
     target may be a `Volume` or a TIFF path too; pixel_size: its in-plane nm per pixel (default: a
@@ -98,18 +103,23 @@ def adapt(
         pts, _ = validate_points(raw, target.shape)  # never held out: each one removes its own false object
         return by_working_slice(pts), len(pts)
 
+    def working_corr(raw) -> tuple[dict, int]:
+        c = check_corrections(raw, target.shape)
+        return working_corrections(c, lambda m: to_working(m, f, scale)), 0 if c is None else c.n_objects
+
     def judge(prob, heat) -> float:  # held-out clicks where there are any: the training clicks flatter
         return selection_score(prob, heat, held_w or clicks_w, zs, negatives=negs_w)
 
     clicks_w, n_clicks, held_w = working_clicks(clicks)
     negs_w, n_neg = working_negatives(negative_points)
+    corr_w, n_corr = working_corr(corrections)
     n_label = min(s.label_slices, len(images))
     zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist())
-                | set(clicks_w) | set(held_w) | set(negs_w))
+                | set(clicks_w) | set(held_w) | set(negs_w) | set(corr_w))
     rounds = [("stage1", r) for r in range(s.stage1_rounds)] + [("stage2", r + 1) for r in range(s.stage2_rounds)]
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
     prob, heat = predict_slices(model, images, zs, dev)
-    live = get_clicks is not None or get_negative_points is not None  # clicks may bring in new slices
+    live = any(g is not None for g in (get_clicks, get_negative_points, get_corrections))  # new slices may come
     source_prob = (StartingProbability(model, images, zs, prob, dev, later_slices=live)
                    if s.source_veto is not None else None)
     start_prob = source_prob if source_prob is not None else dict(zip(zs, prob))
@@ -124,10 +134,11 @@ def adapt(
         bn_note = f"; AdaBN weight on the target statistics {w_bn:.2f}"
     n_held = sum(len(v) for v in held_w.values())
     yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
-                      best_score=best_score, quality=best_quality, n_negative=n_neg,
+                      best_score=best_score, quality=best_quality, n_negative=n_neg, n_corrected=n_corr,
                       message=f"{len(images)} slices, {n_clicks} clicks"
                               + (f" ({n_held} held out to judge the result)" if n_held else "")
                               + (f", {n_neg} negative clicks" if n_neg else "")
+                              + (f", {n_corr} corrected objects" if n_corr else "")
                               + f", {dev.describe()}{bn_note}")
 
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
@@ -140,7 +151,9 @@ def adapt(
                 clicks_w, n_clicks, held_w = working_clicks(get_clicks())
             if get_negative_points is not None:
                 negs_w, n_neg = working_negatives(get_negative_points())
-            zs = sorted(set(zs) | set(clicks_w) | set(held_w) | set(negs_w))
+            if get_corrections is not None:
+                corr_w, n_corr = working_corr(get_corrections())
+            zs = sorted(set(zs) | set(clicks_w) | set(held_w) | set(negs_w) | set(corr_w))
             if source_prob is not None:
                 source_prob.cover(zs)
         prob, heat = predict_slices(model, images, zs, dev)
@@ -169,11 +182,11 @@ def adapt(
             # elsewhere, and admitting its peaks then grew the foreground from 0.18 to 0.29 (GT 0.12).
             trusted = detector_trusted(heat, clicks_w, zs, s)
         rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s, use_detector=trusted,
-                                 source_prob=source_prob, negatives=negs_w)
+                                 source_prob=source_prob, negatives=negs_w, corrections=corr_w)
         protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_negative=n_neg, n_pseudo=n_sel,
-                          prediction=pred, quality=best_quality,
+                          n_corrected=n_corr, prediction=pred, quality=best_quality,
                           kept_step=kept_step, best_state=best_state if new_best else None,
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
                                   + ("" if trusted or not s.detection
@@ -241,7 +254,7 @@ def adapt(
         pred = {"slices": list(zs), "prob": prob, "heat": heat}
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
                       score=judge(pred["prob"], pred["heat"]), best_score=best_score,
-                      n_clicks=n_clicks, n_negative=n_neg, prediction=pred, kept_step=kept_step,
+                      n_clicks=n_clicks, n_negative=n_neg, n_corrected=n_corr, prediction=pred, kept_step=kept_step,
                       quality=heldout_quality(pred["prob"], zs, held_w, start_prob),
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})")

@@ -50,6 +50,7 @@ def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.
         "n_clicks": 0 if clicks is None else int(len(clicks)),
         "clicks_zyx": [] if clicks is None else np.asarray(clicks, float).round(2).tolist(),
         "negative_clicks_zyx": [] if negatives is None else np.asarray(negatives, float).round(2).tolist(),
+        "n_corrected": last.n_corrected if last else 0,
         "steps": last.step if last else 0, "elapsed_s": round(last.elapsed_s, 1) if last else 0.0,
         "score": last.best_score if last else None, "finished": bool(last and last.message.startswith("finished")),
         "quality": last.quality if last else None,  # the held-out clicks' estimate (heldout.heldout_quality)

@@ -84,6 +84,7 @@ class AdaptReport:
     best_score: float | None = None
     n_clicks: int = 0
     n_negative: int = 0              # negative ("not a mitochondrion") clicks taken up
+    n_corrected: int = 0             # the user's corrected objects taken up (corrections.py)
     n_pseudo: int = 0                # pseudo-instances selected in this round
     prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
     message: str = ""
