@@ -24,7 +24,7 @@ import tifffile
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import SHARED, markdown_table, update_section  # noqa: E402
 
-PEAKS = (0.5, 0.6, 0.7, 0.8, None)  # None: no split (blobs only)
+PEAKS = (0.5, 0.7, None)  # None: no split (blobs only)
 PROMINENCES = (0.0, 0.2, 0.3, 0.4)
 
 
