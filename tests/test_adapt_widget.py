@@ -239,3 +239,25 @@ def test_adapt_input_errors_are_messages(
     wait_worker(widget)
     assert "Loading the model failed" in widget.status_label.text() and "broken.pt" in widget.status_label.text()
     assert len(captured_errors) == 8 and not (tmp_path / "m.pt").exists()
+
+
+@pytest.mark.gui
+def test_the_status_says_how_many_held_out_clicks_the_adapted_model_finds(
+    viewer_and_widget, target, adaptable_model_file, wait_worker
+):
+    viewer, widget = viewer_and_widget
+    viewer.add_image(target, name="em", scale=SCALE)
+    widget.set_model_path(adaptable_model_file)
+    clicks = [[z, y, x] for z in range(3) for y, x in ((20, 20), (50, 60))]  # 6 clicks: one is held out
+    widget.add_points_layer().add(clicks)
+    said = []
+    widget.adapter.status.connect(said.append)
+    widget.adapt_overrides = dict(TINY_ADAPT, max_iters=2)
+    assert widget.adapt() is not None, widget.status_label.text()
+    wait_worker(widget)
+    assert any("1 held out" in s for s in said), said
+    assert any("settings for this image: training crops of" in s for s in said), said  # auto_settings
+    done = [s for s in said if s.startswith("Adaptation finished")]
+    assert done and "held-out clicks inside a predicted object:" in done[0] and "/1 (" in done[0], said
+    run = widget.model_state.runs[-1]
+    assert run["quality"]["n_heldout"] == 1 and run["n_clicks"] == 6

@@ -3,8 +3,8 @@
 import subprocess
 import sys
 
-MODULES = ["_widget", "_adapt_ui", "_adapt_worker", "_worker", "_reader", "_writer", "_sample_data", "_lazy_reader",
-           "_chunked_worker"]
+MODULES = ["_widget", "_adapt_ui", "_suggest_ui", "_adapt_worker", "_worker", "_reader", "_writer", "_sample_data",
+           "_lazy_reader", "_chunked_worker"]
 
 
 def test_plugin_modules_do_not_import_torch():

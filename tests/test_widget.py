@@ -223,11 +223,13 @@ def test_proofread_labels_are_kept_when_predicting_again(
     layer = viewer.layers["em instances"]
     layer.selected_label = 999
     layer.paint((1, 10, 10), 999)  # the user proofreads with napari's brush
+    painted = layer.data[1] == 999
 
     widget.predict_button.click()
     wait_worker(widget)
-    kept = viewer.layers["em instances (proofread)"]
-    assert same_layer(kept, layer) and kept.data[1, 10, 10] == 999
-    fresh = viewer.layers["em instances"]
-    assert not same_layer(fresh, layer) and fresh.data[1, 10, 10] != 999
-    assert tuple(fresh.scale) == SCALE
+    # The same layer, the new prediction around the painted object (a correction), which is kept as it was
+    assert same_layer(viewer.layers["em instances"], layer) and "em instances (proofread)" not in viewer.layers
+    assert len(np.unique(layer.data[1][painted])) == 1 and (layer.data[1][painted] > 0).all()
+    assert (np.unique(layer.data[1][~painted]) != layer.data[1, 10, 10]).all()
+    assert "corrected object(s) were kept" in widget.status_label.text() and tuple(layer.scale) == SCALE
+

@@ -16,12 +16,13 @@ import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QWidget
 
+from ._corrections_ui import CorrectionsRow
 from ._job_runner import ADAPTATION, RunButton
 from ._jobs import alive_only
 from ._live_layers import INSTANCES_SUFFIX, get_or_add, show_previews, with_points_on_top
 from ._loss_plot import LossPlot
-from ._proofread import keep_user_edits, watch_edits
-from ._util import layer_named
+from ._proofread import keep_user_edits, reference, track, watch_edits
+from ._util import layer_named, same_layer
 
 ADAPT_TEXT = "Adapt to this dataset"
 STAGE_NAMES = {"prepare": "Preparing", "label": "Pseudo-labelling", "train": "Training", "done": "Done"}
@@ -44,12 +45,15 @@ class AdaptSection(QGroupBox):
     failed = Signal(str)
     progress = Signal(int, int, str)
 
-    def __init__(self, viewer, inputs, state, jobs, parent: QWidget | None = None):
+    def __init__(self, viewer, inputs, state, jobs, negatives=None, parent: QWidget | None = None):
         super().__init__(ADAPT_TEXT, parent)
         self.viewer, self.inputs, self.state, self.jobs = viewer, inputs, state, jobs
+        self.negatives = negatives       # the "not mitochondria" clicks (_suggest_ui.SuggestSection), or None
         self.adapt_overrides: dict = {}  # extra AdaptSettings fields (tests, screenshots, scripted use)
         self.live_updates = 0            # how many times preview slices were written into layers
         self._feed = None                # ClickFeed of the running adaptation
+        self._neg_feed = None            # ... and of its negative clicks
+        self._corr_feed = None           # ... and of the user's corrections of the instances layer
         self._job: dict | None = None
         self._view_z: int | None = None
         self._step_offset = 0            # loss plot: steps continue across resumed runs
@@ -57,7 +61,11 @@ class AdaptSection(QGroupBox):
         self._minutes_touched = False
         self._build_ui()
         inputs.clicks_changed.connect(self._feed_clicks)  # a running adaptation takes them up at its next round
+        if negatives is not None:
+            negatives.negatives_changed.connect(self._feed_clicks)
         viewer.dims.events.current_step.connect(self._on_dims_changed)
+        inputs.image_combo.currentTextChanged.connect(self.corrections.watch)
+        viewer.layers.events.inserted.connect(self.corrections.watch)
 
     def _build_ui(self) -> None:
         form = QFormLayout(self)
@@ -79,9 +87,13 @@ class AdaptSection(QGroupBox):
             "pressing it after a run continues from the adapted model)"
         )
         self.loss_plot = LossPlot()
+        self.corrections = CorrectionsRow(self._instances_layer)  # what the next adaptation learns exactly
+        self.corrections.changed.connect(self._feed_corrections)
+        self.corrections.status.connect(self.status)
         form.addRow("Preset:", self.preset_combo)
         form.addRow("Time budget:", self.minutes_spin)
         form.addRow(self.maps_check)
+        form.addRow(self.corrections)
         form.addRow(self.adapt_button)
         form.addRow(self.loss_plot)
 
@@ -109,16 +121,20 @@ class AdaptSection(QGroupBox):
         self.adapt_button.on_run_started(what)
 
     def on_run_finished(self) -> None:
-        self._feed = None
+        self._feed = self._neg_feed = self._corr_feed = None
         self._job = None
         self.adapt_button.on_run_finished()
 
     # ------------------------------------------------------------------ clicks
-    def _valid_clicks(self, image, shape) -> tuple[np.ndarray, int, np.ndarray]:
+    def _valid_clicks(self, image, shape, negative: bool = False) -> tuple[np.ndarray, int, np.ndarray]:
         """(clicks inside the image as (N, 3) voxel coords with duplicates merged, n outside, all raw)."""
         from .core.adapt.points import validate_points
 
-        raw = np.asarray(self.inputs.centres_in_image_coords(image), dtype=np.float64)
+        if negative:
+            raw = self.negatives.negatives_in_image_coords(image) if self.negatives is not None else []
+        else:
+            raw = self.inputs.centres_in_image_coords(image)
+        raw = np.asarray(raw, dtype=np.float64)
         shape3 = tuple(shape) if len(shape) == 3 else (1, *shape)
         if raw.size == 0:
             return np.zeros((0, 3)), 0, np.zeros((0, 3))
@@ -139,6 +155,9 @@ class AdaptSection(QGroupBox):
             return
         pts, n_out, _ = self._valid_clicks(image, job["geom"]["shape"])
         self._feed.set(pts)
+        neg, n_neg_out, _ = self._valid_clicks(image, job["geom"]["shape"], negative=True)
+        self._neg_feed.set(neg)
+        n_out += n_neg_out
         if n_out:
             self.status.emit(f"{n_out} click(s) lie outside {job['image_name']!r} and are ignored.")
 
@@ -158,10 +177,21 @@ class AdaptSection(QGroupBox):
             if image is not None:
                 self._view_z = self._current_z(image)
 
+    # ------------------------------------------------------------------ corrections
+    def _instances_layer(self):
+        job = self._job
+        image = self.inputs.image_layer if job is None else layer_named(self.viewer, job["image_name"])
+        return None if image is None else layer_named(self.viewer, f"{image.name}{INSTANCES_SUFFIX}")
+
+    def _feed_corrections(self, corr) -> None:
+        """While adapting: the corrections of the run's instances layer go to the worker (next round)."""
+        if self._corr_feed is not None and same_layer(self.corrections.layer, self._job.get("labels")):
+            self._corr_feed.set(corr)
+
     # ------------------------------------------------------------------ run
     def adapt(self):
         """Start (or resume) adapting the current model to the selected image; return the worker or None."""
-        from ._adapt_worker import ClickFeed, adapt_iter
+        from ._adapt_worker import ClickFeed, LatestValue, adapt_iter
         from .core.adapt.points import validate_points
         from .core.data.io import InputError
 
@@ -181,8 +211,15 @@ class AdaptSection(QGroupBox):
         data = np.asarray(image.data)
         try:
             pts, n_out, raw = self._valid_clicks(image, data.shape)
+            neg, n_neg_out, raw_neg = self._valid_clicks(image, data.shape, negative=True)
+            shape3 = data.shape if data.ndim == 3 else (1, *data.shape)
             if n_out:
-                validate_points(raw, data.shape if data.ndim == 3 else (1, *data.shape))  # raises, naming them
+                validate_points(raw, shape3)  # raises, naming them
+            if n_neg_out:
+                try:
+                    validate_points(raw_neg, shape3)
+                except InputError as exc:
+                    raise InputError(f"not-mitochondria clicks: {exc}") from None
         except InputError as exc:
             self.failed.emit(f"Cannot adapt: {exc}")
             return None
@@ -192,23 +229,27 @@ class AdaptSection(QGroupBox):
         geom = {"shape": data.shape, "scale": tuple(image.scale), "translate": tuple(image.translate),
                 "units": getattr(image, "units", None)}
         name = f"{image.name}{INSTANCES_SUFFIX}"
-        keep_user_edits(self.viewer, name)  # previews overwrite slices: proofread labels move aside first
+        keep_user_edits(self.viewer, name, data.shape)  # edits that previews cannot merge move aside first
         labels, why = with_points_on_top(self.viewer, points, get_or_add, self.viewer, name, "labels", geom, np.uint32)
         if labels is None:
             self.failed.emit(f"Cannot show the masks: {why}.")
             return None
+        if reference(labels) is None:  # not written by the plugin (opened, or new): nothing in it is a correction
+            track(labels)
         watch_edits(labels)
         self.labels_ready.emit(labels.name)
+        self.corrections.watch()
+        corr = self.corrections.recount()
 
         resume = self.state.can_resume
-        overrides = {"minutes": float(self.minutes_spin.value())} | dict(self.adapt_overrides)
+        overrides, chosen = self._fitted_settings(data.shape, len(pts))
         source = getattr(image, "metadata", {}).get("mito_wda", {}).get("source_path")
         job = self._job = {
             "image_name": image.name, "geom": geom, "resume": resume, "max_iters": overrides.get("max_iters"),
             "maps": self.maps_check.isChecked(), "image_path": source or image.name,
-            "source_model": self.state.source_name(),
+            "source_model": self.state.source_name(), "labels": labels,
         }
-        self._feed = ClickFeed(pts)
+        self._feed, self._neg_feed, self._corr_feed = ClickFeed(pts), ClickFeed(neg), LatestValue(corr)
         self._view_z = self._current_z(image)
         if not resume:
             self.loss_plot.clear()
@@ -216,12 +257,17 @@ class AdaptSection(QGroupBox):
         kwargs = {
             "model": self.state.loaded, "model_path": self.state.path, "preset": self.preset_combo.currentText(),
             "overrides": overrides, "resume": resume, "view_z": lambda: self._view_z, "with_maps": job["maps"],
+            "negatives": self._neg_feed, "corrections": self._corr_feed,
             "pixel_size": self.inputs.pixel_size(),
         }
         self.progress.emit(0, PROGRESS_STEPS, "Starting …")
         verb = "Resuming" if resume else "Starting"
+        also = f", {len(neg)} 'not mitochondria' clicks" if len(neg) else ""
+        n_corr = 0 if corr is None else corr.n_objects
+        also += f", {n_corr} corrected objects" if n_corr else ""
         self.status.emit(f"{verb} adaptation to {image.name!r} ({self.inputs.pixel_size_text()}) with {len(pts)} "
-                         "clicks …")
+                         f"clicks{also}" + (f"; settings for this image: {'; '.join(chosen)}" if chosen else "")
+                         + " …")
         worker = self.jobs.start(
             adapt_iter, (data, self._feed), kwargs, partial(self._on_adapted, job), what=ADAPTATION,
             on_yielded=partial(self._on_adapt_update, job), layer=image,
@@ -231,6 +277,20 @@ class AdaptSection(QGroupBox):
         worker.errored.connect(alive_only(self, partial(self._keep_best_on_error, job)))
         return worker
 
+    def _fitted_settings(self, shape, n_clicks: int) -> tuple[dict, list[str]]:
+        """The run's AdaptSettings overrides: the quick preset fitted to the image (core.adapt.auto), with why."""
+        from .core.adapt.auto import AUTO_FIELDS, auto_settings
+
+        minutes = float(self.minutes_spin.value())
+        chosen: list[str] = []
+        overrides = {"minutes": minutes}
+        if self.preset_combo.currentText() == "quick":
+            model = getattr(self.state.loaded, "model", None)  # None until loaded: the shipped model's geometry
+            geometry = (model.config.downsample, model.multiple) if model is not None else ()
+            auto, chosen = auto_settings(shape, n_clicks, minutes, *geometry)
+            overrides = {k: getattr(auto, k) for k in AUTO_FIELDS}
+        return overrides | dict(self.adapt_overrides), chosen
+
     def _on_adapt_update(self, job: dict, update) -> None:
         if update.best is not None:
             job["best"] = update.best  # the best model so far, kept if the run fails later
@@ -239,19 +299,27 @@ class AdaptSection(QGroupBox):
             self.loss_plot.add(self._step_offset + rep.step, rep.losses)
         self._adapt_progress(job, rep)
         if update.previews:
-            why = show_previews(self.viewer, self.inputs.points_layer, job["image_name"], job["geom"],
-                                update.previews, job["maps"])
+            why, kept = show_previews(self.viewer, self.inputs.points_layer, job["image_name"], job["geom"],
+                                      update.previews, job["maps"])
             if why:
                 self.status.emit(f"Live preview paused: {why}.")
             else:
                 self.live_updates += 1
+            if kept and not job.get("told_kept"):  # once a run: the live masks go around the user's objects
+                job["told_kept"] = True
+                self.status.emit("The live masks keep your corrected objects as you left them.")
+                return
         if self.jobs.stopping:
             return
         if rep.stage == "train":
             self.status.emit(f"Adapting {job['image_name']!r}: round {rep.round}/{rep.n_rounds}, step {rep.step}, "
                              f"{rep.it_per_s:.1f} it/s, {rep.n_clicks} clicks, {rep.n_pseudo} pseudo-instances.")
         elif rep.message:
-            self.status.emit(f"{STAGE_NAMES.get(rep.stage, rep.stage)}: {rep.message}")
+            from .core.adapt.heldout import describe_quality
+
+            quality = describe_quality(rep.quality) if rep.stage == "label" else ""
+            self.status.emit(f"{STAGE_NAMES.get(rep.stage, rep.stage)}: {rep.message}"
+                             + (f"; kept model: {quality}" if quality else ""))
 
     def _adapt_progress(self, job: dict, rep) -> None:
         frac = rep.elapsed_s / rep.budget_s if rep.budget_s else 0.0
@@ -275,8 +343,10 @@ class AdaptSection(QGroupBox):
         self.state.add_run(result, {
             "image": job["image_path"], "from_model": job["source_model"], "resumed": job["resume"],
             "steps": int(last.step), "seconds": round(float(result.seconds), 1), "n_clicks": int(len(result.clicks)),
+            "n_negative": int(last.n_negative), "n_corrected": int(last.n_corrected),
             "best_score": None if last.best_score is None else round(float(last.best_score), 4),
             "stopped": bool(result.stopped), "settings": result.settings.to_dict(), "kept_step": last.kept_step,
+            "quality": last.quality,
         })
         release_memory()  # the replaced model's GPU memory goes back now, not when napari closes
         self._step_offset += int(last.step)
@@ -292,6 +362,10 @@ class AdaptSection(QGroupBox):
         score = f", label-free score {last.best_score:.3f}" if last.best_score is not None else ""
         if last.kept_step is None:  # the user must not wonder why nothing changed
             score += "; no adapted model scored above the starting one, so it is kept"
+        if last.quality:  # how good the result is: the held-out clicks it was never trained on
+            from .core.adapt.heldout import describe_quality
+
+            score += f"; {describe_quality(last.quality)}"
         if layer_named(self.viewer, job["image_name"]) is None:  # the image was closed meanwhile: nothing to predict
             self.status.emit(f"{head} ({last.step} steps{score}); the image {job['image_name']!r} is gone.")
             return

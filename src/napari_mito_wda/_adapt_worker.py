@@ -2,8 +2,9 @@
 
 No napari and no Qt here (tested without a viewer). The widget wraps :func:`adapt_iter` in a napari
 ``thread_worker``; every yielded :class:`AdaptUpdate` reaches the GUI thread, which alone writes layers.
-Clicks travel the other way through a :class:`ClickFeed` that the GUI thread refills whenever the
-points change; the engine re-reads it at each round.
+Clicks (centres, and "not mitochondria") travel the other way through :class:`ClickFeed` objects that the
+GUI thread refills whenever the points change, the user's corrections through a :class:`LatestValue`; the
+engine re-reads them at each round.
 """
 
 from __future__ import annotations
@@ -39,6 +40,22 @@ class ClickFeed:
             return self._pts.copy()
 
 
+class LatestValue:
+    """The latest value of something the GUI thread updates (the user's corrections), read by the worker."""
+
+    def __init__(self, value=None):
+        self._lock = threading.Lock()
+        self._value = value
+
+    def set(self, value) -> None:
+        with self._lock:
+            self._value = value
+
+    def get(self):
+        with self._lock:
+            return self._value
+
+
 @dataclass
 class AdaptUpdate:
     """One engine report (its big prediction arrays dropped) plus full-resolution slice previews."""
@@ -72,7 +89,9 @@ def adapt_iter(
     n_preview: int = 8,
     with_maps: bool = False,
     preview_every_s: float = 4.0,
+    negatives: ClickFeed | None = None,
     pixel_size: float | None = None,
+    corrections: LatestValue | None = None,
 ):
     """Adapt a copy of `model` (a LoadedModel; None = load `model_path`, None = shipped) to `image`.
 
@@ -82,7 +101,9 @@ def adapt_iter(
     `view_z()` names the slice in view; the previews are the predicted slices closest to it. Rounds
     can take minutes, so during training the slice in view is also predicted with the network as it
     is, every `preview_every_s` seconds (a single slice: a few percent of the training time).
+    negatives: the "not mitochondria" clicks, re-read at each round like `clicks`.
     pixel_size: the image's in-plane nm per pixel (None = unknown), rescaled to the model's as `adapt` does.
+    corrections: the user's corrected objects (core Corrections, or None), re-read at each round.
     """
     from .core.adapt import AdaptReport, AdaptSettings, adapt, with_state
     from .core.adapt.live import current_preview, nearest_slices, preview_slices
@@ -110,8 +131,11 @@ def adapt_iter(
         # (a large slice can take seconds to predict on a CPU).
         next_preview = time.perf_counter() + preview_every_s
         scale = pixel_scale(pixel_size, work.pixel_size_nm)
+        neg = negatives or ClickFeed(ndim=3)
+        corr = corrections or LatestValue()
         for rep in adapt(volume, clicks.get(), work, settings, dev=dev, stop=stop.is_set, get_clicks=clicks.get,
-                         pixel_size=pixel_size):
+                         negative_points=neg.get(), get_negative_points=neg.get, pixel_size=pixel_size,
+                         corrections=corr.get(), get_corrections=corr.get):
             previews = []
             z_view = view_z() if view_z else None
             if rep.prediction is not None:

@@ -7,7 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from ._cli_common import check_output, check_pixel_size_flag, model_and_device, pixel_size_for
+from ._cli_common import (
+    check_output,
+    check_pixel_size_flag,
+    model_and_device,
+    pixel_size_for,
+    read_clicks,
+    read_corrections,
+)
 from ._cli_progress import Progress
 
 
@@ -20,11 +27,12 @@ def cmd_adapt(args) -> int:
         adapt,
         load_model,
         pick_device,
-        read_points,
         read_volume,
         save_adapted,
     )
-    from .core.adapt import validate_points, with_state
+    from .core.adapt import with_state
+    from .core.adapt.auto import AUTO_FIELDS, auto_settings
+    from .core.adapt.heldout import describe_quality
 
     out = Path(args.output)
     # Continuing an interrupted run in place (--resume OUT.pt -o OUT.pt) replaces the run's own file.
@@ -35,21 +43,28 @@ def cmd_adapt(args) -> int:
         raise ValueError(f"--source-veto takes a probability between 0 and 1 (0 = off), got {args.source_veto}")
     if args.click_reach is not None and args.click_reach < 0:
         raise ValueError(f"--click-reach takes a number of slices, 0 (off) or more, got {args.click_reach}")
-    if not args.minutes > 0:
+    if args.minutes is not None and not args.minutes > 0:
         raise ValueError(f"--minutes takes a time budget above 0, got {args.minutes}")
     if args.max_iters is not None and args.max_iters < 1:
         raise ValueError(f"--max-iters takes a number of iterations, 1 or more, got {args.max_iters}")
     flag_nm = check_pixel_size_flag(args)
     dev = pick_device(args.device, args.precision)  # a bad --device fails here, before anything is read
     vol = read_volume(args.image)
-    clicks = read_points(args.points) if args.points else None
-    if clicks is not None:
-        validate_points(clicks, vol.data.shape)  # named, one line, before the model is loaded
+    clicks = read_clicks(args.points, vol.data.shape)  # named, one line, before the model is loaded
+    negatives = read_clicks(args.negative_points, vol.data.shape, "--negative-points")
+    corrections = read_corrections(args.corrections, args.predicted, vol.data.shape)
     loaded = load_model(args.resume or args.model, device=dev.device)
     if "replay_images" not in loaded.extras:
         raise CheckpointError(f"{loaded.path}: this model carries no source replay set, so it cannot be adapted; "
                               "start from the shipped model (leave out --model) or one made by `mito-wda pretrain`.")
-    over = {"minutes": args.minutes, "seed": args.seed}
+    n_clicks = 0 if clicks is None else len(clicks)
+    over, chosen = {"seed": args.seed}, []
+    if args.preset == "quick":  # fitted to this volume and its clicks; the reasons are printed below
+        auto, chosen = auto_settings(vol.data.shape, n_clicks, args.minutes, loaded.model.config.downsample,
+                                     loaded.model.multiple)
+        over |= {k: getattr(auto, k) for k in AUTO_FIELDS}
+    elif args.minutes is not None:
+        over["minutes"] = args.minutes
     if args.max_iters:
         over["max_iters"] = args.max_iters
     for flag in ("contrastive", "cross_teaching", "detection", "adabn"):
@@ -64,15 +79,24 @@ def cmd_adapt(args) -> int:
     if args.source_veto is not None:
         over["source_veto"] = args.source_veto or None
     settings = AdaptSettings.preset(args.preset, **over)
-    n_clicks = 0 if clicks is None else len(clicks)
-    print(f"{vol.path}: {vol.data.shape}; {n_clicks} clicks; start {loaded.path}; "
+    n_neg = 0 if negatives is None else len(negatives)
+    print(f"{vol.path}: {vol.data.shape}; {n_clicks} clicks"
+          + (f", {n_neg} negative clicks" if n_neg else "") + f"; start {loaded.path}; "
           f"{dev.describe()}; budget {settings.minutes} min", file=sys.stderr)
+    if corrections is not None and corrections.n_objects:
+        print(f"mito-wda: {corrections.describe()} in {args.corrections}, used as exact labels", file=sys.stderr)
+    elif corrections is not None:
+        print(f"mito-wda: note: {args.corrections} equals {args.predicted}: no corrected objects to use",
+              file=sys.stderr)
     pixel_size, said = pixel_size_for(flag_nm, vol.voxel_size, loaded.pixel_size_nm)
     print(said, file=sys.stderr)
+    if chosen:
+        print("settings for this volume: " + "; ".join(chosen), file=sys.stderr)
     if n_clicks == 0:
         # Measured on VNC III -> Lucchi (docs/benchmarks.md): UDA 0.779 < AdaBN alone 0.800 < 15% clicks 0.855.
-        print("no clicks: unsupervised adaptation. On the benchmark it scored below re-estimating BatchNorm "
-              "alone; clicking the centres of a few objects per slice (--points) gave the gains.", file=sys.stderr)
+        print("no clicks: unsupervised adaptation. On the benchmark its training drifted below re-estimating "
+              "BatchNorm alone, so that model is kept unless a trained one scores clearly higher; clicking the "
+              "centres of a few objects per slice (--points) gave the gains.", file=sys.stderr)
     stop = {"n": 0}
 
     def on_sigint(signum, frame):  # first Ctrl-C: finish the current step and keep the best model
@@ -87,16 +111,17 @@ def cmd_adapt(args) -> int:
     last = None
     try:
         for rep in adapt(vol.data, clicks, loaded, settings, dev=dev, stop=lambda: stop["n"] > 0,
-                         pixel_size=pixel_size):
+                         negative_points=negatives, pixel_size=pixel_size, corrections=corrections):
             last = rep
             if rep.best_state is not None:  # a new best at a round start: a hard kill loses one round at most
                 save_adapted(out, with_state(loaded, rep.best_state), settings, clicks, rep,
-                             image_path=str(vol.path), overwrite=overwrite)
+                             image_path=str(vol.path), overwrite=overwrite, negatives=negatives)
                 overwrite = True  # later writes replace this run's own file
             if rep.stage in ("prepare", "label", "done"):
                 extra = f" score {rep.score:.3f}" if rep.score is not None else ""
-                print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] {rep.stage}: {rep.message}{extra}",
-                      file=sys.stderr)
+                quality = describe_quality(rep.quality)
+                print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] {rep.stage}: {rep.message}{extra}"
+                      + (f"\n    kept model: {quality}" if quality else ""), file=sys.stderr)
             elif rep.step % (settings.report_every * 10) == 0:
                 losses = " ".join(f"{k} {v:.4f}" for k, v in rep.losses.items())
                 print(f"[{rep.elapsed_s / 60:5.1f}/{rep.budget_s / 60:.1f} min] round {rep.round}/{rep.n_rounds} "
@@ -104,9 +129,10 @@ def cmd_adapt(args) -> int:
                       file=sys.stderr)
     finally:
         signal.signal(signal.SIGINT, previous)
-    save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=overwrite)
-    print(f"wrote {out} (best label-free score {last.best_score:.3f}); segment with: "
-          f"mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif"
+    save_adapted(out, loaded, settings, clicks, last, image_path=str(vol.path), overwrite=overwrite,
+                 negatives=negatives)
+    print(f"wrote {out} (best label-free score {last.best_score:.3f}; {describe_quality(last.quality)}); "
+          f"segment with: mito-wda predict IMAGE.tif --model {out} -o INSTANCES.tif"
           + (f" --pixel-size {pixel_size:g}" if args.pixel_size is not None else ""))
     return 0
 

@@ -25,6 +25,55 @@ def check_output(out: Path, suffixes: tuple[str, ...], what: str, overwrite: boo
         raise InputError(f"{out.parent}: output folder does not exist; create it or choose another output path.")
 
 
+def read_clicks(path, shape, flag: str = "--points"):
+    """Clicks of `flag` read and checked against a (Z, Y, X) shape, before any model is loaded; None without
+    a file. The messages are those of --points, naming the flag for the others (which file is wrong)."""
+    from .core.adapt.points import read_points, validate_points
+    from .core.data.io import InputError
+
+    if not path:
+        return None
+    try:
+        clicks = read_points(path)
+        validate_points(clicks, shape)
+    except InputError as exc:
+        if flag == "--points":
+            raise
+        raise InputError(f"{flag}: {exc}") from None
+    return clicks
+
+
+def read_corrections(edited, predicted, shape):
+    """The corrections of `adapt --corrections EDITED.tif --predicted PREDICTED.tif`, checked against the image's
+    (Z, Y, X) shape before any model is loaded; None without them."""
+    from .core.adapt.corrections import corrections_from_edit
+    from .core.data.io import InputError, read_volume
+
+    if not edited and not predicted:
+        return None
+    if not edited or not predicted:
+        raise InputError("--corrections EDITED.tif and --predicted PREDICTED.tif go together: the instances you "
+                         "edited, and the prediction (`mito-wda predict -o PREDICTED.tif`) you edited them from, "
+                         "which tells your corrected objects from the model's.")
+    maps = {}
+    for flag, path in (("--corrections", edited), ("--predicted", predicted)):
+        try:
+            data = read_volume(path).data
+        except InputError as exc:
+            raise InputError(f"{flag}: {exc}") from None
+        if data.shape != tuple(shape):
+            raise InputError(f"{flag}: {path} has shape {data.shape}, not the image's {tuple(shape)}; give the "
+                             "instances of this image.")
+        if data.dtype.kind not in "iu":
+            raise InputError(f"{flag}: {path} holds {data.dtype} values, not instance ids; give an integer labels "
+                             "TIFF (as `mito-wda predict` writes).")
+        maps[flag] = data
+    try:
+        return corrections_from_edit(maps["--predicted"], maps["--corrections"])
+    except ValueError as exc:
+        raise InputError(f"--corrections: {exc}.") from None
+
+
 def add_pixel_size(parser) -> None:
     parser.add_argument("--pixel-size", default=None, metavar="NM",
                         help="in-plane nm per pixel of the image (default: its file's metadata); slices are rescaled "

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._util import layer_named, same_layer
+from ._util import layer_named, points_in_image_coords, same_layer
 
 CENTRES_SUFFIX = " centres"
 
@@ -41,6 +41,23 @@ def count_clicks(points_data: np.ndarray) -> tuple[int, int]:
 
 def clicks_text(n: int, m: int) -> str:
     return f"{n} click{'' if n == 1 else 's'} on {m} slice{'' if m == 1 else 's'}"
+
+
+def points_layer_on(viewer, image, name: str, **style):
+    """The Points layer `name` when there is one, else a new empty one on the image's grid (scale, translation,
+    units) with a point size that suits the image."""
+    from napari.layers import Points
+
+    layer = layer_named(viewer, name)
+    if isinstance(layer, Points):
+        return layer
+    shape = image.data.shape[-2:]
+    size = max(5.0, min(shape) / 30.0)  # in the layer's data units (pixels): napari applies the scale
+    # Same units as the image: napari drops the scale bar's units when layers disagree.
+    units = getattr(image, "units", None)
+    return viewer.add_points(np.empty((0, image.ndim)), ndim=image.ndim, name=name, scale=image.scale,
+                             translate=image.translate, size=size, **style,
+                             **({"units": units} if units is not None else {}))
 
 
 def usable_image(layer) -> str | None:
@@ -198,29 +215,11 @@ class InputsSection(QWidget):
 
     def add_points_layer(self):
         """Create (or re-select) the image's centre Points layer in add mode; return it."""
-        from napari.layers import Points
-
         image = self.checked_image()
         if image is None:
             return None
-        name = f"{image.name}{CENTRES_SUFFIX}"
-        layer = layer_named(self.viewer, name)
-        if not isinstance(layer, Points):
-            shape = image.data.shape[-2:]
-            size = max(5.0, min(shape) / 30.0)  # in the layer's data units (pixels): napari applies the scale
-            # Same units as the image: napari drops the scale bar's units when layers disagree.
-            units = getattr(image, "units", None)
-            layer = self.viewer.add_points(
-                np.empty((0, image.ndim)),
-                ndim=image.ndim,
-                name=name,
-                scale=image.scale,
-                translate=image.translate,
-                size=size,
-                face_color="yellow",
-                border_color="black",
-                **({"units": units} if units is not None else {}),
-            )
+        layer = points_layer_on(self.viewer, image, f"{image.name}{CENTRES_SUFFIX}", face_color="yellow",
+                                border_color="black")
         self._set_points_layer(layer)
         self.viewer.layers.selection.active = layer
         layer.mode = "add"
@@ -248,12 +247,4 @@ class InputsSection(QWidget):
 
     def centres_in_image_coords(self, image) -> list[list[float]]:
         """Centre points as image voxel coordinates (z, y, x) or (y, x), via world coordinates."""
-        pts = self._points_layer
-        if pts is None or len(pts.data) == 0:
-            return []
-        out = []
-        for p in np.asarray(pts.data):
-            world = pts.data_to_world(p)
-            coords = image.world_to_data(world) if image is not None else p
-            out.append([round(float(c), 3) for c in coords])
-        return out
+        return points_in_image_coords(self._points_layer, image)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._proofread import merge_planes
 from ._util import same_layer
 
 HEAT_SUFFIX = " centre heatmap"
@@ -107,16 +108,18 @@ def with_points_on_top(viewer, points_layer, func, *args, **kwargs):
     return out
 
 
-def show_previews(viewer, points_layer, name: str, geom: dict, previews, maps: bool) -> str | None:
+def show_previews(viewer, points_layer, name: str, geom: dict, previews, maps: bool) -> tuple[str | None, int]:
     """Write a worker's slices into the image `name`'s instances layer (and the optional maps).
 
-    Returns None, or why the preview cannot be shown (a user's layer of that name is in the way).
+    Returns (None, or why the preview cannot be shown: a user's layer of that name is in the way; how
+    many of the user's corrected objects were kept on those slices, _proofread.merge_planes).
     """
     layer, why = with_points_on_top(viewer, points_layer, get_or_add, viewer, f"{name}{INSTANCES_SUFFIX}",
                                     "labels", geom, np.uint32)
     if layer is None:
-        return why
-    write_slices(layer, instance_planes(previews))
+        return why, 0
+    planes, kept = merge_planes(layer, instance_planes(previews))
+    write_slices(layer, planes)
     if maps:
         heat, _ = with_points_on_top(viewer, points_layer, get_or_add, viewer, f"{name}{HEAT_SUFFIX}", "image",
                                      geom, np.uint8, colormap="magma", blending="additive",
@@ -128,4 +131,4 @@ def show_previews(viewer, points_layer, name: str, geom: dict, previews, maps: b
             write_slices(heat, heat_planes(previews))
         if trusted is not None:
             write_slices(trusted, trusted_planes(previews))
-    return None
+    return None, kept

@@ -3,7 +3,8 @@
 :class:`PredictSection` runs :func:`napari_mito_wda._worker.predict_iter` (an image in memory) or
 :func:`napari_mito_wda._chunked_worker.chunked_predict_iter` (a lazy dask/zarr image, written chunk by
 chunk into a zarr store) through the :class:`~napari_mito_wda._job_runner.JobRunner`; only its
-main-thread callbacks touch layers. It announces the layer it wrote by ``labels_ready(str)`` and
+main-thread callbacks touch layers. It announces the layer it wrote by ``labels_ready(str)``, the
+maps behind it by ``predicted(image name, PredictResult)`` (for the suggested clicks), and
 reports through ``status(str)``, ``failed(str)`` and ``progress(done, total, format)``.
 """
 
@@ -19,7 +20,7 @@ from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QVBoxLayout, QWidget
 from ._inputs_ui import layer_voxel_size
 from ._job_runner import PREDICTION, RunButton
 from ._live_layers import INSTANCES_SUFFIX
-from ._proofread import keep_user_edits, watch_edits
+from ._proofread import keep_user_edits, track, watch_edits, write_prediction
 from ._util import layer_named
 
 PREDICT_TEXT = "Predict"
@@ -29,6 +30,7 @@ class PredictSection(QWidget):
     """Prediction options and the Predict (Stop) button."""
 
     labels_ready = Signal(str)
+    predicted = Signal(str, object)
     status = Signal(str)
     failed = Signal(str)
     progress = Signal(int, int, str)
@@ -139,10 +141,11 @@ class PredictSection(QWidget):
         }
         if job.get("adaptation"):
             provenance["adaptation"] = job["adaptation"]
-        keep_user_edits(self.viewer, name)
+        keep_user_edits(self.viewer, name, result.labels.shape)  # edits that cannot be merged move aside
         layer = layer_named(self.viewer, name)
+        kept = 0
         if isinstance(layer, Labels) and layer.ndim == result.labels.ndim:
-            layer.data = result.labels
+            kept = write_prediction(layer, result.labels)  # the user's corrected objects stay as they are
             layer.scale = job["scale"]
             layer.translate = job["translate"]
         else:
@@ -150,14 +153,17 @@ class PredictSection(QWidget):
             layer = self.viewer.add_labels(
                 result.labels, name=name, scale=job["scale"], translate=job["translate"], **kwargs
             )
+            track(layer)
         layer.metadata["mito_wda"] = provenance
         watch_edits(layer)
         self.labels_ready.emit(layer.name)
+        self.predicted.emit(job["image_name"], result)
         self.progress.emit(job["slices"], job["slices"], "")
         which = " with the adapted model" if job.get("adaptation") else ""
-        self.status.emit(
-            f"{result.n_instances} instances in {job['image_name']!r}{which} ({result.seconds:.1f} s, {result.device})."
-        )
+        kept_text = (f" Your {kept} corrected object(s) were kept as you left them (Forget corrections lets the "
+                     "next prediction replace them)." if kept else "")
+        self.status.emit(f"{result.n_instances} instances in {job['image_name']!r}{which} ({result.seconds:.1f} s, "
+                         f"{result.device}).{kept_text}")
 
     # ------------------------------------------------------------ larger than memory
     def predict_to_zarr(self, output: str | Path | None = None):

@@ -6,6 +6,7 @@ signals, wired here in one place:
 * :class:`~napari_mito_wda._inputs_ui.InputsSection`: the image picker and the centre clicks;
 * :class:`~napari_mito_wda._model_ui.ModelSection`: the current model, its device, "Load/Save model…";
 * :class:`~napari_mito_wda._predict_ui.PredictSection`: Predict (in memory, or chunked into zarr);
+* :class:`~napari_mito_wda._suggest_ui.SuggestSection`: "not mitochondria" clicks and suggested clicks;
 * :class:`~napari_mito_wda._adapt_ui.AdaptSection`: "Adapt to this dataset" with its live loss plot;
 * :class:`~napari_mito_wda._export_ui.ExportSection`: a Labels layer as TIFF + JSON sidecar.
 
@@ -33,6 +34,7 @@ from ._job_runner import JobRunner
 from ._model_state import ModelState
 from ._model_ui import ModelSection
 from ._predict_ui import PredictSection
+from ._suggest_ui import SuggestSection
 from ._util import same_layer  # noqa: F401 (re-exported: tests import it here)
 
 if TYPE_CHECKING:
@@ -55,7 +57,8 @@ class MitoWidget(QWidget):
         self.inputs = InputsSection(napari_viewer)
         self.model_section = ModelSection(self.model_state, self.jobs)
         self.predictor = PredictSection(napari_viewer, self.inputs, self.model_state, self.jobs)
-        self.adapter = AdaptSection(napari_viewer, self.inputs, self.model_state, self.jobs)
+        self.annotator = SuggestSection(napari_viewer, self.inputs)
+        self.adapter = AdaptSection(napari_viewer, self.inputs, self.model_state, self.jobs, self.annotator)
         self.exporter = ExportSection(napari_viewer, self.inputs, self.model_state)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
@@ -65,8 +68,8 @@ class MitoWidget(QWidget):
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         layout = QVBoxLayout(self)
-        for w in (self.inputs, self.model_section, self.predictor, self.adapter, self.progress_bar, self.exporter,
-                  self.status_label):
+        for w in (self.inputs, self.model_section, self.predictor, self.annotator, self.adapter, self.progress_bar,
+                  self.exporter, self.status_label):
             layout.addWidget(w)
         layout.addStretch(1)
         self._wire()
@@ -75,7 +78,7 @@ class MitoWidget(QWidget):
 
     def _wire(self) -> None:
         sections = (self.inputs, self.model_section, self.predictor, self.adapter, self.exporter)
-        for source in (self.jobs, *sections):
+        for source in (self.jobs, *sections, self.annotator):  # the annotator works while jobs run too
             source.status.connect(self._info)
             source.failed.connect(self._fail)
         for source in (self.jobs, self.predictor, self.adapter):
@@ -84,6 +87,7 @@ class MitoWidget(QWidget):
             self.jobs.started.connect(section.on_run_started)
             self.jobs.finished.connect(section.on_run_finished)
         self.predictor.labels_ready.connect(self.exporter.select_labels)
+        self.predictor.predicted.connect(self.annotator.on_predicted)
         self.adapter.labels_ready.connect(self.exporter.select_labels)
         self.adapter.adapted.connect(self._predict_after_adapting)
         self.model_section.preset_minutes.connect(self.adapter.set_preset_minutes)
@@ -169,6 +173,11 @@ class MitoWidget(QWidget):
     loss_plot = _reach("adapter", "loss_plot")
     live_updates = _reach("adapter", "live_updates")
     adapt = _reach("adapter", "adapt")
+    add_negative_layer = _reach("annotator", "add_negative_layer")
+    suggest_button = _reach("annotator", "suggest_button")
+    next_button = _reach("annotator", "next_button")
+    keep_button = _reach("annotator", "keep_button")
+    reject_button = _reach("annotator", "reject_button")
     labels_combo = _reach("exporter", "labels_combo")
     labels_layer = _reach("exporter", "labels_layer")
     export_button = _reach("exporter", "export_button")

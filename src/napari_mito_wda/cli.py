@@ -5,6 +5,7 @@
     mito-wda predict BIG.zarr -o OUT.zarr [--chunks 8,2048,2048] [--workers 2] [--scheduler ADDR]
                                                     # larger than memory: chunked, on dask.distributed
     mito-wda evaluate PRED.tif GT.tif [--json M.json]
+    mito-wda suggest IMAGE.tif -n 20 -o SUGGESTED.csv    # where a click would teach the model most
     mito-wda pretrain --image IMG.tif --labels LAB.tif -o MODEL.pt
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from ._cli_adapt import cmd_adapt, cmd_demo
 from ._cli_common import add_pixel_size, check_output, check_pixel_size_flag, model_and_device, pixel_size_for
 from ._cli_progress import Progress
+from ._cli_suggest import add_parser as add_suggest_parser
 
 
 def _is_chunked(args) -> bool:
@@ -276,12 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("adapt", help="adapt a model to a target volume from centre clicks (or none: UDA)")
     p.add_argument("image")
     p.add_argument("--points", default=None, help="clicks: napari Points CSV (index,axis-0,axis-1,axis-2) or .npy")
+    p.add_argument("--negative-points", default=None,
+                   help="'not mitochondria' clicks (same formats): the objects under them become background")
+    p.add_argument("--corrections", default=None, metavar="EDITED.tif",
+                   help="instances you proofread (painted, erased, split, merged): the objects you changed become "
+                        "exact labels (changed = mitochondrion with its mask, erased = background); with --predicted")
+    p.add_argument("--predicted", default=None, metavar="PREDICTED.tif",
+                   help="the prediction (mito-wda predict -o) that --corrections was edited from")
     p.add_argument("-o", "--output", required=True, help="adapted checkpoint (.pt) to write")
     add_model(p)
     p.add_argument("--resume", default=None, help="continue from an adapted checkpoint")
-    p.add_argument("--minutes", type=float, default=8.0, help="wall-clock budget")
+    p.add_argument("--minutes", type=float, default=None,
+                   help="wall-clock budget (default: 8 for quick, 240 for thorough)")
     p.add_argument("--max-iters", type=int, default=None, help="iteration budget (whichever comes first)")
-    p.add_argument("--preset", choices=["quick", "thorough"], default="quick")
+    p.add_argument("--preset", choices=["quick", "thorough"], default="quick",
+                   help="quick (default): crop, slices and rounds fitted to the volume; thorough: the paper's schedule")
     p.add_argument("--seed", type=int, default=0)
     for flag in ("contrastive", "cross-teaching", "detection", "adabn"):
         p.add_argument(f"--no-{flag}", action="store_true", help=f"switch {flag} off (ablation)")
@@ -295,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pixel_size(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_adapt)
+
+    add_suggest_parser(sub, add_model)
 
     p = sub.add_parser("demo", help="the shipped model on the shipped real sample (--adapt: also adapt it and compare)")
     p.add_argument("--out", default="mito-wda-demo", help="folder for the results (a new run-* folder each time)")

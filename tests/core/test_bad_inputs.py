@@ -118,6 +118,23 @@ def test_bad_clicks_are_refused_before_the_model_is_loaded(name, em, adaptable_m
     assert not (tmp_path / "out.pt").exists() and not list(tmp_path.glob(".out.pt.*"))
 
 
+@pytest.mark.parametrize("name", list(CLICKS))
+def test_bad_negative_clicks_get_the_same_messages_naming_the_flag(name, em, adaptable_model_file, tmp_path,
+                                                                  capsys):
+    content, phrase = CLICKS[name]
+    path = tmp_path / name
+    if isinstance(content, np.ndarray):
+        np.save(path, content)
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    rc, err = cli(["adapt", em, "--negative-points", path, "-o", tmp_path / "out.pt", "--model",
+                   adaptable_model_file, "--max-iters", "1"], capsys)
+    assert rc == 2 and phrase in err and err.startswith("mito-wda: error: --negative-points: ")
+    assert not (tmp_path / "out.pt").exists() and not list(tmp_path.glob(".out.pt.*"))
+
+
 def test_an_empty_points_file_means_no_clicks_and_says_so(em, adaptable_model_file, tmp_path, capsys):
     (tmp_path / "none.csv").write_text("index,axis-0,axis-1,axis-2\n")  # napari's CSV of an empty layer
     rc, err = cli(["adapt", em, "--points", tmp_path / "none.csv", "-o", tmp_path / "a.pt",

@@ -104,3 +104,11 @@ def test_shipped_source_model_loads_with_its_card_and_replay_set():
     assert loaded.extras["replay_images"].shape == loaded.extras["replay_masks"].shape
     assert loaded.extras["source_prototypes"].shape == (2, loaded.config["proj_dim"])
     assert isinstance(loaded.model, MultiTaskUNet) and ModelConfig.from_dict(loaded.config).downsample >= 1
+
+
+def test_the_detection_loss_weighting_travels_with_the_model(tmp_path, tiny_model):
+    plain = load_checkpoint(save_checkpoint(tmp_path / "a.pt", tiny_model, meta={"settings": {"lr": 1e-3}}))
+    weighted = load_checkpoint(save_checkpoint(tmp_path / "b.pt", tiny_model,
+                                               meta={"settings": {"det_pos_weight": 20.0}}))
+    assert plain.det_pos_weight == 0.0 and weighted.det_pos_weight == 20.0
+    assert load_checkpoint(save_checkpoint(tmp_path / "c.pt", tiny_model)).det_pos_weight == 0.0  # no card

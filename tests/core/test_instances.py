@@ -49,3 +49,19 @@ def test_volume_ids_are_unique_across_slices_without_linking():
     assert lab[0, 20, 20] != lab[1, 20, 20]
     lab3 = instances_volume(prob, None, link_3d=True, min_size=10)
     assert lab3[0, 20, 20] == lab3[1, 20, 20]
+
+
+def test_a_bump_on_the_shoulder_of_a_peak_does_not_split_its_object():
+    """Two peaks 1.0 and 0.65 in one elongated blob: with a shallow saddle (0.44) the second is not
+    prominent and the blob stays whole; with a deep saddle (far apart) it splits."""
+    yy, xx = np.mgrid[:60, :120]
+    prob = (((yy - 30) / 14.0) ** 2 + ((xx - 60) / 50.0) ** 2 < 1).astype(np.float32)
+
+    def heat_with_second_peak_at(x2):
+        return np.maximum(centre_heatmap((60, 120), np.array([[30, 40]]), sigma=9),
+                          0.65 * centre_heatmap((60, 120), np.array([[30, x2]]), sigma=9))
+
+    shallow, deep = heat_with_second_peak_at(60), heat_with_second_peak_at(90)
+    assert instances_2d(prob, shallow, min_size=10).max() == 1
+    assert instances_2d(prob, shallow, min_size=10, peak_prominence=0).max() == 2  # the old rule split it
+    assert instances_2d(prob, deep, min_size=10).max() == 2

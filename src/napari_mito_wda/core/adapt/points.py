@@ -1,4 +1,4 @@
-"""User clicks (napari Points) on mitochondria centres: checking, merging, reading from disk.
+"""User clicks (napari Points) on mitochondria centres: checking, merging, reading and writing files.
 
 Coordinates are voxel indices (z, y, x) as napari writes them for an image layer with unit scale:
 a pixel's centre is at an integer, so a click belongs to voxel round(c). A click labels slice round(z).
@@ -172,6 +172,30 @@ def read_points(path: str | os.PathLike) -> np.ndarray:
     raise InputError(
         f"{path}: unsupported points file type '{suffix}'; use a napari Points .csv or a .npy array."
     )
+
+
+def write_points_csv(path: str | os.PathLike, points: np.ndarray, properties: dict | None = None,
+                     overwrite: bool = False) -> Path:
+    """Write (N, D) points as a napari Points CSV (index, axis-0.., then one column per property), atomically.
+
+    napari opens it as a Points layer (the extra columns become its properties) and read_points reads it
+    back; an existing file is replaced only with overwrite.
+    """
+    from ..data.io import atomic_write
+
+    pts = np.asarray(points, dtype=np.float64).reshape(len(points), -1) if len(points) else np.zeros((0, 3))
+    props = {k: list(v) for k, v in (properties or {}).items()}
+    if any(len(v) != len(pts) for v in props.values()):
+        raise ValueError("every property needs one value per point")
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["index", *(f"axis-{i}" for i in range(pts.shape[1])), *props])
+            for i, p in enumerate(pts):
+                w.writerow([i, *(f"{v:g}" for v in p), *(v[i] for v in props.values())])
+
+    return atomic_write(Path(path), write, overwrite)
 
 
 def points_by_slice(points: np.ndarray) -> dict[int, np.ndarray]:

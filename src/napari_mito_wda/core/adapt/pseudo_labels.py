@@ -129,6 +129,7 @@ def instance_aware_pseudo_labels(
     heat_bg_thresh: float = 0.05,
     click_exclusion_radius: float | None = None,
     peaks_on_components_only: bool = False,
+    exclude: np.ndarray | None = None,
 ) -> IPLResult:
     """IPL of one slice from mito probability `prob` and centre heatmap `heat` (both (H, W), peak 1).
 
@@ -141,6 +142,8 @@ def instance_aware_pseudo_labels(
     segmentation alone put 34-42% of true mito pixels in the background (method.md lessons).
     peaks_on_components_only: rank only peaks lying on an unclicked confident component, so the budget is
     not spent on peaks that cannot select anything (default False: the authors' ranking over all peaks).
+    exclude: (H, W) bool, pixels no peak may select from (negative clicks' objects: negatives.py), so the
+    budget goes to the next peaks instead.
     """
     prob = np.asarray(prob, dtype=np.float32)
     heat = np.asarray(heat, dtype=np.float32)
@@ -167,6 +170,8 @@ def instance_aware_pseudo_labels(
     cand = np.array([c not in clicked for c in on], dtype=bool)
     if peaks_on_components_only:
         cand &= on > 0
+    if exclude is not None and len(peaks):
+        cand &= ~exclude[peaks[:, 0], peaks[:, 1]]
     peaks, values, on = peaks[cand], values[cand], on[cand]
     keep = np.argsort(-values, kind="stable")[:budget]
     kept_peaks = peaks[keep].astype(np.float64)

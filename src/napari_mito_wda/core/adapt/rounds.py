@@ -14,7 +14,9 @@ from scipy import ndimage as ndi
 from ..engine.device import DeviceInfo
 from ..training.supervised import IGNORE, crop_sample
 from ..training.targets import centre_heatmap, instance_centres
+from .corrections import apply_corrections
 from .losses import build_prototypes, detection_weights
+from .negatives import apply_negatives, negative_region
 from .pseudo_labels import instance_aware_pseudo_labels, pixel_confidence_pseudo_labels, spare_background_near
 from .settings import AdaptSettings
 
@@ -31,23 +33,31 @@ class TargetRound:
 
 
 def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
-                use_detector: bool = True,
-                source_prob: dict[int, np.ndarray] | None = None) -> tuple[TargetRound, int]:
+                use_detector: bool = True, source_prob: dict[int, np.ndarray] | None = None,
+                negatives: dict[int, np.ndarray] | None = None,
+                corrections: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[TargetRound, int]:
     """Pseudo-labels, detection targets and weights of every labelled slice.
 
     use_detector False: IPL keeps the clicked components only and the detector's heat vetoes no
     background; the detector still learns from the selected instances' centres (cross-teaching).
     source_prob: the starting model's probability by slice, for s.source_veto (slices without one are
     not vetoed).
+    negatives: negative clicks {slice: (k, 2) (y, x)}; their objects become background (negatives.py).
+    corrections: the user's corrected objects {slice: (labels, region)} at working resolution
+    (corrections.py); they override everything else there, and their mitochondria are detection targets.
     """
     rnd = TargetRound([], [], [], [], [])
     n_sel = 0
     use = use_detector and s.detection
     for k, z in enumerate(zs):
         cz = clicks.get(z, np.zeros((0, 2), np.float32))
+        neg = (negative_region(prob[k], negatives, z, s.click_reach_z, s.click_reach_radius, cz)
+               if negatives else None)
+        corr = (corrections or {}).get(z)
+        excl = neg if corr is None else corr[1] if neg is None else neg | corr[1]  # no peak budget spent there
         if s.pseudo == "ipl":
             res = instance_aware_pseudo_labels(prob[k], heat[k] if use else np.zeros_like(heat[k]), cz,
-                                               ratio=ratio if use else 0.0, count=anchors[z], t_s=t_s)
+                                               ratio=ratio if use else 0.0, count=anchors[z], t_s=t_s, exclude=excl)
             label, centres = res.label, res.centres
             if s.click_reach_z > 0:
                 near = [c for dz, c in clicks.items() if 0 < abs(dz - z) <= s.click_reach_z and len(c)]
@@ -67,9 +77,20 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
             label = naive_click_labels(prob[k], cz)
             centres = cz
             n_sel += len(cz)
+        if neg is not None and neg.any():  # last: the source veto and the click reach must not undo it
+            apply_negatives(label, neg, cz)
+            if s.pseudo != "naive":
+                centres = instance_centres(label == 1)
+        if corr is not None:  # very last: the user's masks beat clicks, negative clicks and the vetoes
+            apply_corrections(label, *corr)
+            centres = instance_centres(label == 1)
         det_centres = centres if s.cross_teaching else cz
         target = centre_heatmap(label.shape, det_centres, s.sigma)
         weight = detection_weights(heat[k], det_centres, cz, label.shape, s.sigma)
+        if neg is not None:  # "no centre here" on the objects the user called false
+            weight[neg] = np.maximum(weight[neg], 1.0)
+        if corr is not None:  # the corrected region's centres are known exactly
+            weight[corr[1]] = np.maximum(weight[corr[1]], 1.0)
         rnd.z.append(z)
         rnd.labels.append(label)
         rnd.det_targets.append(target)

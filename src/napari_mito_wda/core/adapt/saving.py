@@ -36,8 +36,10 @@ def with_state(loaded: LoadedModel, state: dict) -> LoadedModel:
 
 
 def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.ndarray | None,
-                 last: AdaptReport | None, image_path: str | None = None, overwrite: bool = False):
-    """Write the adapted model with its provenance (source model, clicks, settings, progress)."""
+                 last: AdaptReport | None, image_path: str | None = None, overwrite: bool = False,
+                 negatives: np.ndarray | None = None):
+    """Write the adapted model with its provenance (source model, clicks and negative clicks, settings,
+    progress)."""
     from ..data.checkpoint import save_checkpoint
     from ..data.provenance import provenance
 
@@ -47,8 +49,11 @@ def save_adapted(path, loaded: LoadedModel, settings: AdaptSettings, clicks: np.
         "from_model": loaded.path, "target_image": image_path, "settings": settings.to_dict(),
         "n_clicks": 0 if clicks is None else int(len(clicks)),
         "clicks_zyx": [] if clicks is None else np.asarray(clicks, float).round(2).tolist(),
+        "negative_clicks_zyx": [] if negatives is None else np.asarray(negatives, float).round(2).tolist(),
+        "n_corrected": last.n_corrected if last else 0,
         "steps": last.step if last else 0, "elapsed_s": round(last.elapsed_s, 1) if last else 0.0,
         "score": last.best_score if last else None, "finished": bool(last and last.message.startswith("finished")),
+        "quality": last.quality if last else None,  # the held-out clicks' estimate (heldout.heldout_quality)
     } | provenance())
     meta["adaptations"] = history
     meta["name"] = str(path)

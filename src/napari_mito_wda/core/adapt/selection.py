@@ -7,23 +7,27 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from .heldout import click_hits
 from .settings import AdaptSettings
 
 
 def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int],
-                    peak_thresh: float = 0.3) -> float:
+                    peak_thresh: float = 0.3, negatives: dict[int, np.ndarray] | None = None) -> float:
     """Label-free model score in [0, 1]: agreement of the two heads and how well the clicks are centred.
+
+    The loop passes the held-out clicks (heldout.ClickSplit) where there are any: scored on the clicks
+    it trains on, the score rose where test Dice fell.
 
     Agreement = fraction of foreground components that hold a detection peak, times the fraction of
     peaks that lie on foreground. Centring = mean over the clicks of (distance to background at the
     click) / (largest such distance in the click's component), 0 off the foreground: a click is a
     centre, so a component that merges it with neighbours or spreads over the background scores low
     (mere coverage rewarded a model that calls everything mitochondria). Without clicks the score is
-    the agreement alone.
+    the agreement alone. A negative click ("not a mitochondrion") counts as one more click, 1 off the
+    foreground and 0 on it: a false object left under it costs as much as a missed positive click.
     """
     hits = comps = peaks_on = peaks = 0
-    centred, n_clicks = 0.0, 0
-    for k, z in enumerate(zs):
+    for k in range(len(zs)):
         fg = prob[k] > 0.5
         lab, n = ndi.label(fg)
         mx = ndi.maximum_filter(heat[k], size=5)
@@ -33,17 +37,22 @@ def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.nda
             hits += len(np.unique(lab[pk & fg]))
         peaks += int(pk.sum())
         peaks_on += int((pk & fg).sum())
-        cz = clicks.get(z, np.zeros((0, 2)))
-        if len(cz):
-            dist = ndi.distance_transform_edt(fg)
-            deepest = ndi.maximum(dist, lab, np.arange(1, n + 1)) if n else []
-            for y, x in cz:
-                yi, xi = min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)
-                if lab[yi, xi]:
-                    centred += dist[yi, xi] / deepest[lab[yi, xi] - 1]
-                n_clicks += 1
     agree = (hits / comps if comps else 0.0) * (peaks_on / peaks if peaks else 0.0)
-    return float(agree if n_clicks == 0 else 0.5 * agree + 0.5 * centred / n_clicks)
+    _, centred, n_pos = click_hits(prob, clicks, zs)
+    spared, n_neg = _negatives_spared(prob, negatives or {}, zs)
+    n_clicks = n_pos + n_neg
+    return float(agree if n_clicks == 0 else 0.5 * agree + 0.5 * (centred * n_pos + spared) / n_clicks)
+
+
+def _negatives_spared(prob: np.ndarray, negatives: dict[int, np.ndarray], zs: list[int]) -> tuple[int, int]:
+    """(negative clicks off the predicted foreground, negative clicks) on the predicted slices zs."""
+    spared = n = 0
+    for k, z in enumerate(zs):
+        fg = prob[k] > 0.5
+        for y, x in negatives.get(z, ()):
+            spared += int(not fg[min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)])
+            n += 1
+    return spared, n
 
 
 def heat_at_clicks(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int], radius: int = 3) -> float | None:

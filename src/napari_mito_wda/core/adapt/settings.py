@@ -38,6 +38,7 @@ class AdaptSettings:
     pseudo: str = "ipl"              # "ipl", "pixel" (plain confidence) or "naive" (click disks; a baseline)
     detection: bool = True           # detection head trained on the target and used to select instances
     adabn: bool = True               # re-estimate BatchNorm statistics on the target once, at the start
+    adabn_n0: float | None = 3.2e6   # ... blended with the source's by n/(n + n0), n target working px
     # Settings that earned their place on Lucchi (the evidence: docs/journal.md, "Settings kept").
     detector_trust: float = 0.5      # peaks select only if the start finds the clicks (bad peaks hurt)
     target_bn_stats: bool = True     # only target batches update BN statistics (mixing undid AdaBN)
@@ -48,6 +49,8 @@ class AdaptSettings:
     click_fraction: float | None = None  # fraction of instances the user clicked, when known
     label_slices: int = 40           # target slices (evenly spaced) pseudo-labelled per round
     selection: str = "score"         # keep the model with the best label-free score, or "last"
+    heldout_share: float = 0.2       # clicks never trained on: they pick the kept model and estimate quality
+    uda_margin: float = 0.5          # no clicks: a trained model must beat AdaBN's score by this (drift)
     report_every: int = 5
     seed: int = 0
 
@@ -80,6 +83,8 @@ class AdaptReport:
     score: float | None = None       # label-free model-selection score of the latest prediction
     best_score: float | None = None
     n_clicks: int = 0
+    n_negative: int = 0              # negative ("not a mitochondrion") clicks taken up
+    n_corrected: int = 0             # the user's corrected objects taken up (corrections.py)
     n_pseudo: int = 0                # pseudo-instances selected in this round
     prediction: dict | None = None   # {"slices": z indices, "prob": (k,h,w), "heat": (k,h,w)} working res
     message: str = ""
@@ -87,6 +92,8 @@ class AdaptReport:
     # "label" only, when the kept model changed since the previous "label" report (always on the first):
     # its weights, for checkpoints written while it runs. Not a copy: read it, don't modify it.
     best_state: dict | None = None
+    # The kept model on the held-out clicks (heldout.heldout_quality): n_heldout, heldout_hit_rate, ...
+    quality: dict | None = None
 
     @property
     def eta_s(self) -> float:

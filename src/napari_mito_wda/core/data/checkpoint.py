@@ -45,6 +45,12 @@ class LoadedModel:
 
         return model_pixel_size(self.meta)
 
+    @property
+    def det_pos_weight(self) -> float:
+        """The pixel weighting of the detection loss the model was trained with (0: plain MSE), so that
+        adapting it keeps that loss on the source replay and does not pull its peaks down again."""
+        return float((self.meta.get("settings") or {}).get("det_pos_weight") or 0.0)
+
 
 def default_model_path() -> Path:
     """The source model that ships inside the package."""

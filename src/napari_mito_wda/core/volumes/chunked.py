@@ -63,6 +63,7 @@ class ChunkSettings:
     min_size: int = 64
     peak_threshold: float = 0.5
     min_distance: int = 9
+    peak_prominence: float = 0.3
     torch_threads: int | None = None  # per task; default: cores / worker threads on a LocalCluster
     precision: str = "auto"
     device: str | None = None  # "cpu" / "cuda" / None = best on each worker

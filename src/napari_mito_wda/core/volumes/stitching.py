@@ -28,7 +28,8 @@ from scipy import ndimage as ndi
 
 from ..engine.instances import instances_2d
 
-INSTANCE_DEFAULTS = {"threshold": 0.5, "min_size": 64, "peak_threshold": 0.5, "min_distance": 9}
+INSTANCE_DEFAULTS = {"threshold": 0.5, "min_size": 64, "peak_threshold": 0.5, "min_distance": 9,
+                     "peak_prominence": 0.3}
 
 
 @dataclass

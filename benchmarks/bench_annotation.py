@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""The annotation loop with a simulated user: suggested clicks answered from ground truth (VNC III -> Lucchi).
+
+Start: `--start-clicks` clicks simulated on Lucchi train (round-robin over 5 slices), one adaptation.
+Then `--rounds` times: the current model predicts Lucchi train, `suggest_points` proposes `-n` places and
+an oracle answers them from the train labels (inside a mitochondrion: a positive click at its innermost
+pixel, as a user clicks the centre; elsewhere: a negative click where it was suggested), and the model
+adapts further (resumed, AdaBN off) on all the answers so far. The "random" arm spends the same number of
+clicks on random objects (positive only), the answers a user gives without suggestions. Each state is
+scored on Lucchi test: Dice against the number of answered clicks.
+
+    .venv/bin/python benchmarks/bench_annotation.py --iters 130 --rounds 3 -n 20 --threads 2 [--arms suggest,random]
+
+Results are appended to benchmarks/results/annotation_results.jsonl as they come; the table of
+docs/benchmarks.md (section `annotation`) is rebuilt from that file (`--render` only rebuilds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import ROOT, SHARED, markdown_table, update_section  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "annotation_results.jsonl"
+
+
+def oracle(points, gt):
+    """(positives, negatives) answers of the suggested (z, y, x) points from instance labels."""
+    from scipy import ndimage as ndi
+
+    from napari_mito_wda.core.adapt.points import innermost_point
+
+    pos, neg = [], []
+    for z, y, x in points.astype(int):
+        if gt[z, y, x] > 0:
+            comp, _ = ndi.label(gt[z] > 0)
+            pos.append((z, *innermost_point(comp == comp[y, x])))
+        else:
+            neg.append((z, y, x))
+    return pos, neg
+
+
+def run(args, arm: str) -> None:
+    import numpy as np
+    import tifffile
+    import torch
+
+    from napari_mito_wda.core.adapt import AdaptSettings, adapt, simulate_clicks
+    from napari_mito_wda.core.adapt.suggest import suggest_points
+    from napari_mito_wda.core.data.checkpoint import load_model
+    from napari_mito_wda.core.engine.device import pick_device
+    from napari_mito_wda.core.engine.segment import segment_volume
+    from napari_mito_wda.core.evaluation.metrics import evaluate_volume
+
+    torch.set_num_threads(args.threads)
+    lucchi = SHARED / "lucchi"
+    train, train_gt = tifffile.imread(lucchi / "train_image.tif"), tifffile.imread(lucchi / "train_instances.tif")
+    test = tifffile.imread(lucchi / "test_image.tif")[: args.test_slices]
+    test_gt = tifffile.imread(lucchi / "test_labels.tif")[: args.test_slices]
+    dev = pick_device()
+    loaded = load_model(device=dev.device)
+    slices = np.linspace(0, len(train) - 1, 5).round().astype(int)
+    pos = [tuple(p) for p in simulate_clicks(train_gt, slices=slices, max_total=args.start_clicks, seed=args.seed)]
+    neg: list[tuple] = []
+    rng = np.random.default_rng(args.seed)
+    for r in range(args.rounds + 1):
+        t0 = time.perf_counter()
+        s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0))
+        for _ in adapt(train, np.array(pos, float), loaded, s, dev=dev,
+                       negative_points=np.array(neg, float).reshape(-1, 3)):
+            pass
+        m = evaluate_volume(segment_volume(test, loaded, dev).labels, test_gt, per_slice=False)
+        row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "dice": m["dice"], "aji": m["aji"],
+               "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed}
+        print(json.dumps(row), flush=True)
+        with RESULTS.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if r == args.rounds:
+            break
+        if arm == "suggest":
+            seg = segment_volume(train, loaded, dev)
+            sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=np.array(pos + neg, float))
+            p, q = oracle(sug.points, train_gt)
+            pos, neg = pos + p, neg + q
+        else:  # the same number of answers, on random objects of random slices
+            more = simulate_clicks(train_gt, slices=rng.choice(len(train), 5, replace=False), max_total=args.n,
+                                   seed=args.seed + r + 1)
+            pos += [tuple(c) for c in more.astype(int)]
+
+
+def render() -> None:
+    rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    table = markdown_table(["arm", "round", "positive clicks", "negative clicks", "Lucchi test Dice", "AJI", "s"],
+                           [[r["arm"], r["round"], r["n_pos"], r["n_neg"], r["dice"], r["aji"], r["seconds"]]
+                            for r in rows])
+    update_section("annotation", "## The annotation loop (simulated user)\n\n" + table
+                   + "\n\n`.venv/bin/python benchmarks/bench_annotation.py --iters 130 --rounds 3 -n 20 --threads 2`\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arms", default="suggest,random")
+    ap.add_argument("--start-clicks", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("-n", type=int, default=20, help="suggestions answered per round")
+    ap.add_argument("--iters", type=int, default=130, help="adaptation iterations per round")
+    ap.add_argument("--test-slices", type=int, default=80)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--render", action="store_true", help="only rebuild the docs table")
+    args = ap.parse_args()
+    if not args.render:
+        if not (SHARED / "lucchi" / "train_image.tif").exists():
+            sys.exit(f"needs the Lucchi data in {SHARED / 'lucchi'}")
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        for arm in args.arms.split(","):
+            run(args, arm)
+    render()
+
+
+if __name__ == "__main__":
+    main()

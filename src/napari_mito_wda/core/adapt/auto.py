@@ -1,0 +1,66 @@
+"""Settings that suit the user's volume: crop, pseudo-labelled slices and rounds from its size, the
+number of clicks and the time budget (auto_settings), each choice with the reason the user is shown.
+
+The defaults were measured on 80 Lucchi slices of 768 x 1024 px; a biologist often clicks a small crop
+(the shipped sample: 16 x 384 x 512), where a 256-px training crop is larger than the working image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .heldout import held_out_count
+from .settings import AdaptSettings
+
+# One training iteration at crop 256 on the benchmark CPU (2 threads; docs/journal.md, the crop rows):
+# the cost scales with the crop's area. Only the number of rounds a budget affords depends on it.
+SEC_PER_ITER_256 = 1.38
+# The measured default (390 iterations, 6 rounds) gives each round ~65 iterations; below ~50 a round's
+# pseudo-labels are renewed before the model has learnt from them.
+MIN_ITERS_PER_ROUND = 50
+
+
+def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample: int = 2, multiple: int = 16,
+                  sec_per_iter_256: float = SEC_PER_ITER_256) -> tuple[AdaptSettings, list[str]]:
+    """The quick preset fitted to a (Z, Y, X) or (Y, X) volume with n_clicks clicks; (settings, reasons).
+
+    downsample: the model's working-resolution factor; multiple: the side its input must divide by.
+    """
+    shape = tuple(int(v) for v in shape)
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"auto_settings takes a (Z, Y, X) or (Y, X) shape, got {shape}")
+    if minutes is not None and not minutes > 0:
+        raise ValueError(f"the time budget must be above 0 minutes, got {minutes}")
+    base, reasons = AdaptSettings(), []
+    z = shape[0]
+    if minutes is None:
+        minutes = base.minutes
+        reasons.append(f"budget {minutes:g} min (the quick preset)")
+    side = min(shape[1:]) // downsample  # the working image's short side
+    crop = min(base.crop, side // multiple * multiple) if side >= multiple else side
+    reasons.append(f"training crops of {crop} px" + ("" if crop == base.crop else
+                   f" (the working image's short side is {side} px)"))
+    label_slices = min(z, base.label_slices)
+    reasons.append(f"{label_slices} of {z} slices pseudo-labelled per round"
+                   + (" (all of them)" if label_slices == z else " (evenly spaced, plus every clicked slice)"))
+    iters = minutes * 60.0 / (sec_per_iter_256 * (crop / 256) ** 2)
+    n_rounds = int(min(base.stage1_rounds + base.stage2_rounds, max(2, iters // MIN_ITERS_PER_ROUND)))
+    stage2 = n_rounds - base.stage1_rounds
+    reasons.append(f"{n_rounds} rounds (about {iters:.0f} iterations fit the budget on a CPU, "
+                   f"at least {MIN_ITERS_PER_ROUND} per round)")
+    held = held_out_count(n_clicks, base.heldout_share)
+    if n_clicks == 0:
+        reasons.append("no clicks: unsupervised; the AdaBN model is kept unless a trained one scores "
+                       f"{base.uda_margin:g} higher")
+    elif held:
+        reasons.append(f"{held} of {n_clicks} clicks held out to pick the model and estimate its quality")
+    else:
+        reasons.append(f"{n_clicks} clicks: all train, so no quality estimate (it takes 5 or more)")
+    return dataclasses.replace(base, minutes=float(minutes), crop=int(crop), label_slices=int(label_slices),
+                               stage2_rounds=int(stage2)), reasons
+
+
+# The fields auto_settings chooses: the CLI and the widget pass these on as overrides.
+AUTO_FIELDS = ("minutes", "crop", "label_slices", "stage2_rounds")

@@ -1,0 +1,136 @@
+"""Suggested clicks: where a click ("a mitochondrion" or "not one") would teach the model most.
+
+Candidates, per slice, from the two heads' maps (probability p, centre heatmap):
+- objects (8-connected p > threshold), at their innermost pixel;
+- near misses: regions of p > `near` that never reach the threshold (the model hesitates);
+- centres without an object: detection peaks where the segmentation sees nothing.
+Score = mean uncertainty over the candidate (1 - |2p - 1|: 1 at p = 0.5, 0 where sure)
+      + DISAGREE when the heads disagree (an object with no peak, a near miss or background with one)
+      + mean |p - previous p| when the previous round's probability is given (what is still moving).
+Candidates holding a click (positive or negative), or near one within `min_dz` slices, are skipped;
+a greedy pick by score keeps the picks `min_distance` apart and at most `per_slice` on a slice, so the
+top N are spread over the volume. Deterministic: ties go to the lower (z, y, x).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+
+DISAGREE = 0.5  # weight of a disagreement of the heads, against the mean uncertainty (0..1)
+_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+@dataclass
+class Suggestions:
+    points: np.ndarray   # (k, 3) float (z, y, x) voxel coordinates, best first
+    scores: np.ndarray   # (k,) float
+    kinds: list[str]     # "unsure object", "object without a centre", "near miss", "centre without an object"
+    message: str = ""    # why there are fewer than asked ("" when n were found)
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+def _slice_candidates(p, h, prev, threshold, near, peak_thresh, min_size):
+    """(list of (score, y, x, kind), label map of the candidate regions) of one slice."""
+    unsure = 1.0 - np.abs(2.0 * p - 1.0)
+    change = np.abs(p - prev) if prev is not None else None
+    out = []
+    regions = np.zeros(p.shape, np.int32)
+    n_regions = 0
+    hot = (h == ndi.maximum_filter(h, size=5)) & (h > peak_thresh)
+    for mask, is_object in ((p > threshold, True), (p > near, False)):
+        lab, n = ndi.label(mask, structure=_EIGHT)
+        if n == 0:
+            continue
+        ids = np.arange(1, n + 1)
+        size = ndi.sum(np.ones_like(p), lab, ids)
+        top = ndi.maximum(p, lab, ids)
+        peaked = ndi.maximum(hot.astype(np.uint8), lab, ids) > 0
+        mean_unsure = ndi.mean(unsure, lab, ids)
+        mean_change = ndi.mean(change, lab, ids) if change is not None else np.zeros(n)
+        where = ndi.maximum_position(ndi.distance_transform_edt(mask), lab, ids)
+        # a near-miss region holding an object is that object's rim
+        keep = (size >= min_size) & (is_object | (top <= threshold))
+        mapping = np.zeros(n + 1, np.int32)
+        mapping[ids[keep]] = n_regions + 1 + np.arange(int(keep.sum()))
+        n_regions += int(keep.sum())
+        regions = np.where(mapping[lab] > 0, mapping[lab], regions)
+        for i in np.flatnonzero(keep):
+            disagree = bool((not peaked[i]) if is_object else peaked[i])
+            kind = ("object without a centre" if disagree else "unsure object") if is_object else "near miss"
+            score = float(mean_unsure[i] + DISAGREE * disagree + mean_change[i])
+            out.append((score, int(where[i][0]), int(where[i][1]), kind))
+    for y, x in np.argwhere(hot & (p <= near)):
+        out.append((DISAGREE + float(unsure[y, x]), int(y), int(x), "centre without an object"))
+    return out, regions
+
+
+def suggest_points(prob: np.ndarray, heat: np.ndarray, n: int, existing_points=None, previous_prob=None,
+                   threshold: float = 0.5, near: float = 0.3, peak_thresh: float = 0.3, min_size: int = 16,
+                   min_distance: float = 32.0, min_dz: int = 2, per_slice: int | None = None) -> Suggestions:
+    """The n places (z, y, x) where a click would teach most (module docstring), from (Z, Y, X) maps.
+
+    prob, heat: probability and centre heatmap (peak ~1) of a (Z, Y, X) or (Y, X) image; points come
+    back in their coordinates (for a 2D image z = 0). existing_points: (M, 3) clicks already given
+    (positive and negative). min_distance: in-plane pixels kept between two picks, and between a pick
+    and a click, within min_dz slices. per_slice: picks per slice before the others get theirs
+    (default ceil(2 n / Z)); when too few are left the cap is lifted, never the distances.
+    """
+    prob = np.asarray(prob, dtype=np.float32)
+    heat = np.asarray(heat, dtype=np.float32)
+    if prob.ndim == 2:
+        prob, heat = prob[None], heat[None]
+        previous_prob = None if previous_prob is None else np.asarray(previous_prob)[None]
+    if prob.ndim != 3 or prob.shape != heat.shape:
+        raise ValueError(f"prob {prob.shape} and heat {heat.shape} must be the same 2D or 3D shape")
+    if n < 0:
+        raise ValueError(f"n must be 0 or more, got {n}")
+    ex = np.zeros((0, 3)) if existing_points is None or np.size(existing_points) == 0 else \
+        np.asarray(existing_points, dtype=np.float64).reshape(-1, 3)
+    ex_z = np.floor(ex[:, 0] + 0.5).astype(int)
+    cands, n_found, n_clicked = [], 0, 0
+    for z in range(prob.shape[0]):
+        prev = None if previous_prob is None else np.asarray(previous_prob[z], np.float32)
+        found, regions = _slice_candidates(prob[z], heat[z], prev, threshold, near, peak_thresh, min_size)
+        n_found += len(found)
+        on = ex[ex_z == z, 1:]
+        pix = np.clip(np.floor(on + 0.5).astype(int), 0, np.array(prob.shape[1:]) - 1)
+        clicked = set(regions[pix[:, 0], pix[:, 1]].tolist()) - {0}
+        for score, y, x, kind in found:
+            if regions[y, x] in clicked:
+                n_clicked += 1
+                continue  # an object (or near miss) the user already clicked
+            cands.append((-score, z, y, x, kind))
+    cands.sort(key=lambda c: c[:4])
+    cap = per_slice if per_slice is not None else max(1, math.ceil(2 * n / prob.shape[0]))
+    picked: list[tuple] = []
+
+    def free(z, y, x, others) -> bool:
+        return all(abs(z - oz) > min_dz or math.hypot(y - oy, x - ox) >= min_distance for oz, oy, ox in others)
+
+    for capped in (True, False):
+        for c in cands:
+            if len(picked) >= n:
+                break
+            _, z, y, x, _ = c
+            if c in picked or (capped and sum(p[1] == z for p in picked) >= cap):
+                continue
+            if free(z, y, x, [p[1:4] for p in picked]) and free(z, y, x, [tuple(e) for e in ex]):
+                picked.append(c)
+    picked.sort(key=lambda c: c[:4])
+    message = ""
+    if len(picked) < n:
+        message = ("the prediction holds no object, no uncertain region and no centre peak: nothing to suggest"
+                   if n_found == 0 else
+                   f"{len(picked)} of {n} suggested: the prediction has {n_found} candidate(s), {n_clicked} "
+                   "already clicked, the rest near a click or a better suggestion")
+    return Suggestions(
+        points=np.array([c[1:4] for c in picked], dtype=np.float64).reshape(-1, 3),
+        scores=np.array([-c[0] for c in picked], dtype=np.float64),
+        kinds=[c[4] for c in picked], message=message,
+    )

@@ -1,0 +1,64 @@
+"""Settings fitted to the user's volume (core/adapt/auto.py) and their use by `mito-wda adapt`."""
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_mito_wda.cli import main
+from napari_mito_wda.core.adapt import AdaptSettings
+from napari_mito_wda.core.adapt.auto import auto_settings
+from napari_mito_wda.core.data.checkpoint import load_checkpoint
+from napari_mito_wda.core.data.synthetic import make_volume
+
+
+def test_a_small_crop_and_a_long_stack_get_different_sensible_settings():
+    small, why_small = auto_settings((16, 384, 512), 16)
+    big, why_big = auto_settings((800, 1536, 2048), 40)
+    assert small.crop == 192 and big.crop == 256  # the sample's working image is 192 x 256 px
+    assert small.label_slices == 16 and big.label_slices == 40
+    assert small.minutes == big.minutes == AdaptSettings().minutes
+    assert big.stage2_rounds == AdaptSettings().stage2_rounds  # the measured default where the budget allows
+    assert any("192 px" in r and "short side" in r for r in why_small)
+    assert any("3 of 16 clicks held out" in r for r in why_small)
+    assert any("40 of 800 slices" in r for r in why_big)
+
+
+@pytest.mark.parametrize("shape", [(16, 384, 512), (3, 40, 1000), (1, 20, 20), (64, 64), (5, 17, 700)])
+def test_the_crop_never_exceeds_the_working_image(shape):
+    s, _ = auto_settings(shape, 0, downsample=2, multiple=16)
+    side = min(shape[-2:]) // 2
+    assert 1 <= s.crop <= side
+    assert s.crop % 16 == 0 or s.crop == side  # the network's multiple where the image allows it
+
+
+def test_a_short_budget_gets_fewer_rounds():
+    short, why = auto_settings((16, 384, 512), 16, minutes=1)
+    long, _ = auto_settings((16, 384, 512), 16, minutes=30)
+    assert short.stage1_rounds + short.stage2_rounds == 2 < long.stage1_rounds + long.stage2_rounds
+    assert short.minutes == 1 and any("2 rounds" in r for r in why)
+
+
+def test_few_or_no_clicks_are_said_and_bad_arguments_refused():
+    assert any("no quality estimate" in r for r in auto_settings((4, 96, 96), 3)[1])
+    assert any("unsupervised" in r for r in auto_settings((4, 96, 96), 0)[1])
+    with pytest.raises(ValueError, match="above 0 minutes"):
+        auto_settings((4, 96, 96), 3, minutes=0)
+    with pytest.raises(ValueError, match="shape"):
+        auto_settings((2, 4, 96, 96), 3)
+
+
+def test_the_cli_fits_the_settings_unless_thorough_and_says_what_it_chose(adaptable_model_file, tmp_path, capsys):
+    img, _ = make_volume((4, 64, 80), n_objects=6, seed=3)
+    tifffile.imwrite(tmp_path / "em.tif", img)
+    np.save(tmp_path / "clicks.npy", np.array([[1, 30, 30], [2, 40, 50]], float))
+    base = ["adapt", str(tmp_path / "em.tif"), "--points", str(tmp_path / "clicks.npy"),
+            "--model", str(adaptable_model_file), "--max-iters", "2"]
+    assert main(base + ["-o", str(tmp_path / "a.pt")]) == 0
+    assert "settings for this volume: budget 8 min" in capsys.readouterr().err
+    (run,) = load_checkpoint(tmp_path / "a.pt").meta["adaptations"]
+    # the tiny model (downsample 2, inputs a multiple of 4) sees 32 x 40 working px
+    assert run["settings"]["crop"] == 32 and run["settings"]["label_slices"] == 4
+    assert main(base + ["-o", str(tmp_path / "t.pt"), "--preset", "thorough", "--minutes", "1"]) == 0
+    assert "settings for this volume" not in capsys.readouterr().err
+    (run,) = load_checkpoint(tmp_path / "t.pt").meta["adaptations"]
+    assert run["settings"]["crop"] == 256 and run["settings"]["minutes"] == 1
