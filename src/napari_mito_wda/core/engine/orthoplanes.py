@@ -11,14 +11,14 @@ Which maps are combined:
   voxels tall (80 on Lucchi: 40 working pixels, less than the network's receptive field) and, alone, break
   each slice's objects into twice as many fragments as xy does; a plain mean (1/3 each) let enough of them
   through the threshold to cost PQ while it raised Dice. Chosen on Lucchi *train*, the shipped model: plain
-  mean Dice +0.064, AJI +0.057, PQ -0.053 over xy only; 1/2, 1/4, 1/4: +0.067, +0.075, +0.034 (the test
+  mean Dice +0.064, AJI +0.060, PQ -0.068 over xy only; 1/2, 1/4, 1/4: +0.067, +0.075, +0.017 (the test
   stack agrees: docs/benchmarks.md "Orthoplanes", docs/journal.md);
 * centre heatmap: the xy one alone. The instance step splits each xy slice at the peaks of its heatmap,
   which the network puts at the centre of the object's section *in that plane*. In an xz or yz plane the
   peak sits at the centre of the object's section across z, i.e. only on the slices near the object's
   middle in z: averaged in, it fades the seeds of every other slice and pulls them towards the object's
-  3D centre. (Measured on Lucchi, benchmarks/bench_orthoplanes.py: the same instances either way with
-  the shipped model, whose peaks rarely reach the 0.5 a seed needs; the choice rests on the reasoning.)
+  3D centre. Measured (Lucchi, shipped model): averaging the heatmaps too cost AJI 0.011 and PQ 0.007 on
+  train, 0.006 and 0.007 on test.
 
 Intensities are normalised once per xy slice (the arithmetic of the xy-only path) and every orientation
 sees those same values, so the xy orientation is exactly the xy-only prediction. One scale serves all
