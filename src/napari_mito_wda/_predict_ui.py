@@ -45,7 +45,7 @@ class PredictSection(QWidget):
                                     "models (docs/benchmarks.md). Worth it for the final export.")
         self.orthoplanes_check = QCheckBox("Orthoplanes (isotropic volumes)")
         self.orthoplanes_check.setToolTip(
-            "Also predicts along xz and yz and averages the probabilities (3-4x slower), for near-isotropic stacks "
+            "Also predicts along xz and yz and averages the probabilities (about 3x slower), for near-isotropic stacks "
             "such as FIB-SEM: z spacing within 1.5x of the pixel size, at least 32 voxels a side. Refused for "
             "thick sections and for images larger than memory. What it gains: docs/benchmarks.md.")
         self.link3d_check = QCheckBox("Link instances across slices (3D)")

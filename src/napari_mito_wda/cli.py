@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flips", action="store_true",
                    help="average 4 flips (4x the inference time; +0.006-0.010 Dice on Lucchi, docs/benchmarks.md)")
     p.add_argument("--orthoplanes", action="store_true",
-                   help="also predict along xz and yz and average (3-4x the time), for near-isotropic volumes "
+                   help="also predict along xz and yz and average (about 3x the time), for near-isotropic volumes "
                         "(z spacing within 1.5x of the pixel size, at least 32 voxels a side); TIFF in and out "
                         "only, not chunked runs (docs/benchmarks.md: what it gains)")
     p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")

@@ -50,7 +50,7 @@ def segment_volume(
     orthoplanes=True: predict along xy, xz and yz and average the probabilities (`orthoplanes.py`), for
     near-isotropic stacks only: InputError when a side is too short or the voxels are anisotropic: z of
     voxel_size (z, y, x nm; default: a Volume's or file's; used for this check only) against pixel_size
-    when given, else against voxel_size's y, x. 3-4x the prediction time.
+    when given, else against voxel_size's y, x. About 3x the prediction time.
     """
     if isinstance(image, (str, os.PathLike)):
         image = read_volume(image)
