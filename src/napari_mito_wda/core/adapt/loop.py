@@ -107,8 +107,12 @@ def adapt(
         c = check_corrections(raw, target.shape)
         return working_corrections(c, lambda m: to_working(m, f, scale)), 0 if c is None else c.n_objects
 
-    def judge(prob, heat) -> float:  # held-out clicks where there are any: the training clicks flatter
-        return selection_score(prob, heat, held_w or clicks_w, zs, negatives=negs_w)
+    def judge(prob, heat) -> float:
+        # Held-out clicks alone where there are any: clicks trained on flatter, negative ones too (on the
+        # sample, 16 negatives let a model of Dice 0.63 outscore the start's 0.69).
+        if held_w:
+            return selection_score(prob, heat, held_w, zs)
+        return selection_score(prob, heat, clicks_w, zs, negatives=negs_w)
 
     clicks_w, n_clicks, held_w = working_clicks(clicks)
     negs_w, n_neg = working_negatives(negative_points)
