@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import sys
 import time
@@ -140,7 +141,6 @@ def cmd_adapt(args) -> int:
 def cmd_demo(args) -> int:
     """The whole mission on the shipped sample: source model, short adaptation from its clicks, adapted model."""
     from . import (
-        AdaptSettings,
         adapt,
         evaluate_volume,
         format_table,
@@ -176,9 +176,15 @@ def cmd_demo(args) -> int:
     panels = {"ground truth": gt, "source model": source_labels}
     results = {"source_model": source_m, "model": loaded.path, "clicks": len(clicks)}
     if args.adapt:
-        settings = AdaptSettings(minutes=args.minutes, max_iters=args.max_iters, label_slices=image.shape[0])
+        from .core.adapt.auto import auto_settings
+        from .core.adapt.heldout import describe_quality
+
+        settings, chosen = auto_settings(image.shape, len(clicks), args.minutes, loaded.model.config.downsample,
+                                         loaded.model.multiple)
+        settings = dataclasses.replace(settings, max_iters=args.max_iters)
         print(f"adapting to the sample from its {len(clicks)} shipped centre clicks "
-              f"({settings.minutes:g} min budget{'' if not args.max_iters else f', {args.max_iters} iterations'})")
+              f"({settings.minutes:g} min budget{'' if not args.max_iters else f', {args.max_iters} iterations'}; "
+              f"{'; '.join(chosen)})")
         last = None
         for rep in adapt(image, clicks, loaded, settings, dev=dev):
             last = rep
@@ -190,8 +196,11 @@ def cmd_demo(args) -> int:
         adapted_m["iterations"] = last.step
         results["adapted_model"] = adapted_m
         panels["adapted model"] = adapted_labels
-        print(f"Dice {source_m['dice']:.3f} -> {adapted_m['dice']:.3f}, AJI {source_m['aji']:.3f} -> "
-              f"{adapted_m['aji']:.3f}, PQ {source_m['pq']:.3f} -> {adapted_m['pq']:.3f}")
+        adapted_m["kept"] = last.message
+        adapted_m["quality"] = last.quality
+        print(f"{last.message}\n{describe_quality(last.quality)}")
+        print(f"against the sample's ground truth: Dice {source_m['dice']:.3f} -> {adapted_m['dice']:.3f}, "
+              f"AJI {source_m['aji']:.3f} -> {adapted_m['aji']:.3f}, PQ {source_m['pq']:.3f} -> {adapted_m['pq']:.3f}")
     write_json(run / "metrics.json", results | provenance())
     save_comparison(run / "demo.png", image, panels,
                     title="Lucchi CA1 crop: shipped source model (VNC III) and the model adapted from centre clicks")

@@ -202,10 +202,16 @@ def test_detector_trust_is_judged_once_on_the_starting_model(setup, precision):
         return np.array([[1, *(cold if len(rounds_seen) == 1 else hot)]], float)
 
     settings = AdaptSettings(**FAST | {"max_iters": 0}, adabn=False, detector_trust=float(win[cold] + win[hot]) / 2)
-    labels = [r.message for r in adapt(img, np.array([[1, *cold]], float), loaded, settings, source_data=source,
-                                       get_clicks=get_clicks) if r.stage == "label"]
+    reports = [r for r in adapt(img, np.array([[1, *cold]], float), loaded, settings, source_data=source,
+                                get_clicks=get_clicks) if r.stage in ("label", "done")]
+    labels = [r.message for r in reports if r.stage == "label"]
     assert len(labels) == 2 and "missed the clicks" in labels[0]
     assert "missed the clicks" in labels[1]
+    # Each report carries the heat at the clicks: below the trust level at the start, above it in round 2
+    # (the clicks moved), and the first round says what it measured.
+    assert reports[0].heat_at_clicks < settings.detector_trust < reports[1].heat_at_clicks
+    assert f"detector heat at the clicks {reports[0].heat_at_clicks:.2f}" in labels[0]
+    assert "detector heat at the clicks" in reports[-1].message and reports[-1].heat_at_clicks is not None
 
 
 def test_untrusted_detector_vetoes_no_background():

@@ -69,7 +69,8 @@ def test_evaluate_prints_table_and_writes_json(em_tif, tmp_path, capsys):
 
 
 def test_demo_writes_instances_metrics_and_picture(adaptable_model_file, tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(adaptable_model_file), "--adapt",
+    # Adapting is the default.
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(adaptable_model_file),
                  "--minutes", "30", "--max-iters", "4"]) == 0
     (run,) = list((tmp_path / "d").iterdir())
     assert {p.name for p in run.iterdir()} == {"source_instances.tif", "adapted_instances.tif", "adapted_model.pt",
@@ -78,6 +79,10 @@ def test_demo_writes_instances_metrics_and_picture(adaptable_model_file, tmp_pat
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["clicks"] > 0 and metrics["adapted_model"]["iterations"] == 4
     assert {"dice", "aji", "pq"} <= set(metrics["source_model"]) & set(metrics["adapted_model"])
+    assert metrics["adapted_model"]["kept"].startswith("finished: kept")  # which model it kept, and why
+    assert metrics["adapted_model"]["quality"]["n_heldout"] == 3  # 16 clicks: a fifth held out to judge
+    out = capsys.readouterr().out
+    assert "held-out clicks inside a predicted object" in out and "against the sample's ground truth" in out
     assert (run / "demo.png").read_bytes()[:4] == b"\x89PNG"
     # The adapted model is a real checkpoint that predict accepts.
     assert main(["predict", str(sample_paths()["image"]), "-o", str(tmp_path / "p.tif"),
@@ -85,7 +90,7 @@ def test_demo_writes_instances_metrics_and_picture(adaptable_model_file, tmp_pat
 
 
 def test_demo_without_adaptation(tiny_ckpt, tmp_path):
-    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(tiny_ckpt)]) == 0
+    assert main(["demo", "--out", str(tmp_path / "d"), "--model", str(tiny_ckpt), "--no-adapt"]) == 0
     (run,) = list((tmp_path / "d").iterdir())
     assert {p.name for p in run.iterdir()} == {"source_instances.tif", "metrics.json", "demo.png"}
 

@@ -94,6 +94,9 @@ class AdaptReport:
     best_state: dict | None = None
     # The kept model on the held-out clicks (heldout.heldout_quality): n_heldout, heldout_hit_rate, ...
     quality: dict | None = None
+    # "label"/"done": the detector's median heat at the training clicks (selection.heat_at_clicks) of that
+    # round's prediction / of the kept model; the first round's decides whether its peaks select (trust).
+    heat_at_clicks: float | None = None
 
     @property
     def eta_s(self) -> float:
