@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_mito_wda._suggest_ui import _camera
 from napari_mito_wda._widget import same_layer
 
 from .conftest import TINY_ADAPT
@@ -72,7 +73,7 @@ def test_suggest_next_keep_and_reject_move_the_view_and_the_points(
 
     def in_view(p):  # the slice shown and the camera centre are those of point p (data coordinates)
         world = image.data_to_world(p)
-        return (np.isclose(viewer.dims.point[0], world[0]) and np.allclose(viewer.camera.center[-2:], world[-2:]))
+        return (np.isclose(viewer.dims.point[0], world[0]) and np.allclose(_camera(viewer).center[-2:], world[-2:]))
 
     assert sug.selected_data == {0} and in_view(pts[0])  # the first is shown at once
     widget.next_button.click()

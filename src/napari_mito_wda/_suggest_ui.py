@@ -171,7 +171,7 @@ class SuggestSection(QGroupBox):
         world = np.asarray(layer.data_to_world(layer.data[i]), float)
         if len(world) == 3:
             self.viewer.dims.set_point(self.viewer.dims.ndim - 3, world[0])
-        self.viewer.camera.center = tuple(world[-2:])
+        _camera(self.viewer).center = tuple(world[-2:])
         layer.selected_data = {i}
         self._enable_answers()
         self.status.emit(f"Suggestion {i + 1} of {len(layer.data)}: is it a mitochondrion? Keep it, mark it "
@@ -209,3 +209,9 @@ class SuggestSection(QGroupBox):
         on = self._current is not None
         self.keep_button.setEnabled(on)
         self.reject_button.setEnabled(on)
+
+
+def _camera(viewer):
+    """The viewer's camera: napari 0.9 moved it to viewer.scene (viewer.camera warns there)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
