@@ -184,3 +184,12 @@ def wait_for_worker(qtbot, widget, timeout: int = 60000) -> None:
 @pytest.fixture
 def wait_worker(qtbot):
     return lambda widget, timeout=60000: wait_for_worker(qtbot, widget, timeout)
+
+
+@pytest.fixture
+def target():
+    """A small synthetic target-domain stack (3 x 80 x 96) the adaptation tests adapt to."""
+    from napari_mito_wda.core.data.synthetic import TARGET, make_volume
+
+    image, _ = make_volume((3, 80, 96), n_objects=5, domain=TARGET, seed=2)
+    return image

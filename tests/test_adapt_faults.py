@@ -13,14 +13,6 @@ SCALE = (40.0, 6.0, 6.0)
 LONG = dict(TINY_ADAPT, minutes=10.0, max_iters=100_000)  # would run for minutes unless stopped
 
 
-@pytest.fixture
-def target():
-    from napari_mito_wda.core.data.synthetic import TARGET, make_volume
-
-    image, _ = make_volume((3, 80, 96), n_objects=5, domain=TARGET, seed=2)
-    return image
-
-
 def _ready(viewer, widget, target, model_file):
     viewer.add_image(target, name="em", scale=SCALE)
     widget.set_model_path(model_file)

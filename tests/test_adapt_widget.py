@@ -16,14 +16,6 @@ from .conftest import TINY_ADAPT
 SCALE = (40.0, 6.0, 6.0)
 
 
-@pytest.fixture
-def target():
-    from napari_mito_wda.core.data.synthetic import TARGET, make_volume
-
-    image, _ = make_volume((3, 80, 96), n_objects=5, domain=TARGET, seed=2)
-    return image
-
-
 @pytest.mark.gui
 def test_sample_click_adapt_watch_stop_resume_export(
     viewer_and_widget, default_model_file, qtbot, wait_worker, tmp_path, captured_errors

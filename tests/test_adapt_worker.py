@@ -14,14 +14,6 @@ from napari_mito_wda.core.data.checkpoint import CheckpointError, load_checkpoin
 from .conftest import TINY_ADAPT
 
 
-@pytest.fixture
-def target():
-    from napari_mito_wda.core.data.synthetic import TARGET, make_volume
-
-    image, _ = make_volume((3, 80, 96), n_objects=5, domain=TARGET, seed=2)
-    return image
-
-
 def test_adapt_iter_yields_previews_and_trains_a_copy(target, adaptable_model_file):
     loaded = load_checkpoint(adaptable_model_file)
     before = {k: v.clone() for k, v in loaded.model.state_dict().items()}

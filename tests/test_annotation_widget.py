@@ -14,14 +14,6 @@ from .conftest import TINY_ADAPT
 SCALE = (40.0, 6.0, 6.0)
 
 
-@pytest.fixture
-def target():
-    from napari_mito_wda.core.data.synthetic import TARGET, make_volume
-
-    image, _ = make_volume((3, 80, 96), n_objects=5, domain=TARGET, seed=2)
-    return image
-
-
 @pytest.mark.gui
 def test_negative_clicks_reach_the_adaptation_and_new_ones_are_taken_up_mid_run(
     viewer_and_widget, target, adaptable_model_file, qtbot, wait_worker
