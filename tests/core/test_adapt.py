@@ -201,7 +201,8 @@ def test_detector_trust_is_judged_once_on_the_starting_model(setup, precision):
         rounds_seen.append(1)
         return np.array([[1, *(cold if len(rounds_seen) == 1 else hot)]], float)
 
-    settings = AdaptSettings(**FAST | {"max_iters": 0}, adabn=False, detector_trust=float(win[cold] + win[hot]) / 2)
+    settings = AdaptSettings(**FAST | {"max_iters": 0}, adabn=False, peak_selection=True,
+                             detector_trust=float(win[cold] + win[hot]) / 2)
     reports = [r for r in adapt(img, np.array([[1, *cold]], float), loaded, settings, source_data=source,
                                 get_clicks=get_clicks) if r.stage in ("label", "done")]
     labels = [r.message for r in reports if r.stage == "label"]
@@ -212,6 +213,11 @@ def test_detector_trust_is_judged_once_on_the_starting_model(setup, precision):
     assert reports[0].heat_at_clicks < settings.detector_trust < reports[1].heat_at_clicks
     assert f"detector heat at the clicks {reports[0].heat_at_clicks:.2f}" in labels[0]
     assert "detector heat at the clicks" in reports[-1].message and reports[-1].heat_at_clicks is not None
+    # By default the peaks never select, even where the detector finds the clicks (the clicks at its hottest).
+    default = dataclasses.replace(settings, peak_selection=AdaptSettings().peak_selection)
+    first = next(r for r in adapt(img, np.array([[1, *hot]], float), loaded, default, source_data=source)
+                 if r.stage == "label")
+    assert first.heat_at_clicks > settings.detector_trust and "peaks do not select" in first.message
 
 
 def test_untrusted_detector_vetoes_no_background():

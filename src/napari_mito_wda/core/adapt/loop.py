@@ -185,7 +185,7 @@ def adapt(
             # Judged once, on the starting model: once trained on the clicked centres, the detector finds
             # those same clicks (on the sample, median heat 0.5 after 50 steps) without being any better
             # elsewhere, and admitting its peaks then grew the foreground from 0.18 to 0.29 (GT 0.12).
-            trusted = detector_trusted(heat, clicks_w, zs, s)
+            trusted = s.peak_selection and detector_trusted(heat, clicks_w, zs, s)
             heat_start = heat_at_clicks(heat, clicks_w, zs)
         rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s, use_detector=trusted,
                                  source_prob=source_prob, negatives=negs_w, corrections=corr_w)
@@ -197,7 +197,7 @@ def adapt(
                           heat_at_clicks=heat_at_clicks(heat, clicks_w, zs),
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
                                   + (_trust_note(heat_start, trusted, s) if r_idx == 0
-                                     else "" if trusted or not s.detection
+                                     else "" if trusted or not s.detection or not s.peak_selection
                                      else " (the detector missed the clicks: not used to select)"))
         new_best = False
         # Training share of this round: the remaining budget split over the remaining rounds.
@@ -276,5 +276,7 @@ def _trust_note(heat: float | None, trusted: bool | None, s: AdaptSettings) -> s
     """What the first round says about the detector: its heat at the clicks and whether its peaks select."""
     if not s.detection or heat is None:
         return ""
-    verdict = "its peaks select pseudo-instances" if trusted else "the detector missed the clicks: not used to select"
+    verdict = ("its peaks select pseudo-instances" if trusted
+               else "peaks do not select (peak_selection off)" if not s.peak_selection
+               else "the detector missed the clicks: not used to select")
     return f" (detector heat at the clicks {heat:.2f}, trust level {s.detector_trust:g}: {verdict})"
