@@ -76,8 +76,10 @@ def main() -> None:
 
 Instances = connected foreground blobs (p > 0.5), split by a watershed at detector peaks of at least the
 peak threshold that rise at least the prominence above the saddle to a higher peak of their blob (9 px
-apart; prominence 0 = every local maximum, the rule before wave 2; default: 0.5, 0.3). Chosen on the VNC III
-hold-out only; the Lucchi rows show what the choice does on a target.
+apart; prominence 0 = every local maximum, the rule before wave 2; default: 0.5, 0.3). source_40dce07.pt is
+the model shipped before its centre head was retrained, shipped the current one. On the VNC III hold-out
+prominences 0.2-0.4 tie (one object of 74 from no split at all); the default 0.3 is their middle, not a Lucchi
+choice; the Lucchi rows show what it does on a target.
 
 {table}
 

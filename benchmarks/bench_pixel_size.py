@@ -69,15 +69,21 @@ def main() -> int:
         rows.append([name, "x".join(map(str, img.shape)), score, n_objects, f"{seconds:.1f}"])
         records.append({"run": name, "shape": list(img.shape), "pixel_size_nm": nm, "dice": score, "seconds": seconds})
         print(f"{name}: Dice {score:.3f} ({seconds:.1f} s)", file=sys.stderr)
+    from napari_mito_wda.core.data.provenance import provenance
+
+    prov = provenance()
     machine = f"{platform.machine()}, {dev.describe()}"
     RESULTS.parent.mkdir(exist_ok=True)
     with open(RESULTS, "a") as fh:
-        fh.write(json.dumps({"machine": machine, "slices": args.slices, "results": records}) + "\n")
+        fh.write(json.dumps({"machine": machine, "slices": args.slices, "results": records,
+                             "commit": prov["commit"], "date": prov["date"][:10]}) + "\n")
     table = markdown_table(["run", "shape (z, y, x)", "Dice", "objects (2D, summed)", "seconds"], rows)
     body = (f"## Pixel size\n\nThe shipped model (trained at 4.6 nm per pixel) on the first {args.slices} Lucchi test "
             "slices, native (about 5 nm) and shrunk 2x to 10 nm per pixel, without and with the pixel size given; "
-            f"foreground Dice against the labels on the same grid. {machine}.\n\n{table}\n\n"
-            f"`.venv/bin/python benchmarks/bench_pixel_size.py --slices {args.slices} --threads {args.threads}`\n")
+            f"foreground Dice against the labels on the same grid.\n\n{table}\n\n"
+            f"Measured {prov['date'][:10]} at commit {prov['commit']} on {prov['machine']} ({dev.describe()}). "
+            f"Reproduce: `.venv/bin/python benchmarks/bench_pixel_size.py --slices {args.slices} "
+            f"--threads {args.threads}`\n")
     print(body)
     if not args.no_doc:
         update_section("pixel-size", body)
