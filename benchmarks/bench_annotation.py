@@ -76,7 +76,9 @@ def run(args, arm: str) -> None:
             pass
         m = evaluate_volume(segment_volume(test, loaded, dev).labels, test_gt, per_slice=False)
         row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "dice": m["dice"], "aji": m["aji"],
-               "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed}
+               "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
+               "rounds": args.rounds, "start_clicks": args.start_clicks, "test_slices": args.test_slices,
+               "threads": args.threads} | _stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -93,13 +95,37 @@ def run(args, arm: str) -> None:
             pos += [tuple(c) for c in more.astype(int)]
 
 
+def _stamp() -> dict:
+    from napari_mito_wda.core.data.provenance import provenance
+
+    prov = provenance()
+    return {"commit": prov["commit"], "date": prov["date"][:10], "machine": prov["machine"]}
+
+
 def render() -> None:
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    if not rows:
+        return
     table = markdown_table(["arm", "round", "positive clicks", "negative clicks", "Lucchi test Dice", "AJI", "s"],
                            [[r["arm"], r["round"], r["n_pos"], r["n_neg"], r["dice"], r["aji"], r["seconds"]]
                             for r in rows])
-    update_section("annotation", "## The annotation loop (simulated user)\n\n" + table
-                   + "\n\n`.venv/bin/python benchmarks/bench_annotation.py --iters 130 --rounds 3 -n 20 --threads 2`\n")
+    r0 = rows[0]
+    cmd = (f".venv/bin/python benchmarks/bench_annotation.py --iters {r0['iters']} --rounds {r0['rounds']} "
+           f"-n {r0['n']} --start-clicks {r0['start_clicks']} --test-slices {r0['test_slices']} "
+           f"--threads {r0['threads']}")
+    update_section("annotation", f"""## The annotation loop (simulated user)
+
+Start: {r0['start_clicks']} clicks on Lucchi train, one adaptation of {r0['iters']} iterations; then each round
+{r0['n']} more answered clicks and {r0['iters']} more iterations (resumed). "suggest": the model's suggestions,
+answered by an oracle from the train labels (positive inside a mitochondrion, else negative); "random": the
+same number of positive clicks on random objects. Scored on the first {r0['test_slices']} Lucchi test slices.
+One seed ({r0['seed']}); the two arms ran side by side with other work, {r0['threads']} thread each.
+
+{table}
+
+Measured {', '.join(sorted({r['date'] for r in rows}))} at commit {', '.join(sorted({r['commit'] for r in rows}))}
+on {r0['machine']}. Reproduce (one arm per process: `--arms suggest`, `--arms random`): `{cmd}`
+""")
 
 
 def main() -> None:
