@@ -63,3 +63,12 @@ def cli(args, capsys, late: bool = False) -> tuple[int, str]:
 
 def listing(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture
+def carded_ckpt(tmp_path):
+    """A tiny network (working resolution 1/2, as the shipped one) whose card says it was trained at 5 nm."""
+    torch.manual_seed(0)
+    model = MultiTaskUNet(ModelConfig(base=4, depth=2, proj_dim=8, downsample=2)).eval()
+    return save_checkpoint(tmp_path / "carded.pt", model,
+                           meta={"name": "carded", "training_data": {"voxel_size_nm": [40.0, 5.0, 5.0]}})

@@ -101,16 +101,22 @@ CLICKS = {
 }
 
 
-@pytest.mark.parametrize("name", list(CLICKS))
-def test_bad_clicks_are_refused_before_the_model_is_loaded(name, em, adaptable_model_file, tmp_path, capsys):
+def _write_clicks(folder, name):
+    """The bad clicks file `name` of CLICKS written into folder (None: left absent); (path, expected phrase)."""
     content, phrase = CLICKS[name]
-    path = tmp_path / name
+    path = folder / name
     if isinstance(content, np.ndarray):
         np.save(path, content)
     elif isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content)
+    return path, phrase
+
+
+@pytest.mark.parametrize("name", list(CLICKS))
+def test_bad_clicks_are_refused_before_the_model_is_loaded(name, em, adaptable_model_file, tmp_path, capsys):
+    path, phrase = _write_clicks(tmp_path, name)
     rc, err = cli(["adapt", em, "--points", path, "-o", tmp_path / "out.pt", "--model", adaptable_model_file,
                    "--max-iters", "1"], capsys)
     assert rc == 2 and phrase in err
@@ -121,14 +127,7 @@ def test_bad_clicks_are_refused_before_the_model_is_loaded(name, em, adaptable_m
 @pytest.mark.parametrize("name", list(CLICKS))
 def test_bad_negative_clicks_get_the_same_messages_naming_the_flag(name, em, adaptable_model_file, tmp_path,
                                                                   capsys):
-    content, phrase = CLICKS[name]
-    path = tmp_path / name
-    if isinstance(content, np.ndarray):
-        np.save(path, content)
-    elif isinstance(content, bytes):
-        path.write_bytes(content)
-    elif content is not None:
-        path.write_text(content)
+    path, phrase = _write_clicks(tmp_path, name)
     rc, err = cli(["adapt", em, "--negative-points", path, "-o", tmp_path / "out.pt", "--model",
                    adaptable_model_file, "--max-iters", "1"], capsys)
     assert rc == 2 and phrase in err and err.startswith("mito-wda: error: --negative-points: ")

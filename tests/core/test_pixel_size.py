@@ -13,7 +13,7 @@ import tifffile
 import torch
 import zarr
 
-from napari_mito_wda.core.data.checkpoint import load_checkpoint, save_checkpoint
+from napari_mito_wda.core.data.checkpoint import load_checkpoint
 from napari_mito_wda.core.data.io import read_volume
 from napari_mito_wda.core.data.pixel_size import check_pixel_size, in_plane, pixel_scale
 from napari_mito_wda.core.engine import rescale, tiling
@@ -23,15 +23,6 @@ from napari_mito_wda.core.engine.segment import segment_volume
 from napari_mito_wda.core.volumes.lazy_io import open_volume
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture
-def carded_ckpt(tmp_path):
-    """A tiny network (working resolution 1/2, as the shipped one) whose card says it was trained at 5 nm."""
-    torch.manual_seed(0)
-    model = MultiTaskUNet(ModelConfig(base=4, depth=2, proj_dim=8, downsample=2)).eval()
-    return save_checkpoint(tmp_path / "carded.pt", model,
-                           meta={"name": "carded", "training_data": {"voxel_size_nm": [40.0, 5.0, 5.0]}})
 
 
 # --------------------------------------------------------------------------- the rescaling

@@ -7,22 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-import torch
 
-from napari_mito_wda.core.data.checkpoint import save_checkpoint
 from napari_mito_wda.core.data.io import read_volume
 from napari_mito_wda.core.data.synthetic import make_volume
-from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 
 from .conftest import cli
-
-
-@pytest.fixture
-def carded_ckpt(tmp_path):
-    torch.manual_seed(0)
-    model = MultiTaskUNet(ModelConfig(base=4, depth=2, proj_dim=8, downsample=2)).eval()
-    return save_checkpoint(tmp_path / "carded.pt", model,
-                           meta={"name": "carded", "training_data": {"voxel_size_nm": [40.0, 5.0, 5.0]}})
 
 
 @pytest.fixture
