@@ -4,8 +4,9 @@
 at the start of every self-training round, the current prediction of the target; it stops at the next
 iteration when `stop()` turns true and always ends with the best model (by a label-free score) loaded.
 
-Each round: predict the target with the current model -> instance-aware pseudo-labels (IPL: clicked
-components plus the top detection peaks, budget = ratio x a frozen count anchor) -> train on
+Each round: predict the target with the current model -> instance-aware pseudo-labels (IPL: the clicked
+components; with AdaptSettings.peak_selection also the top detection peaks, budget = ratio x a frozen
+count anchor) -> train on
   source: L_seg^s + w L_det^s                     (labelled source data, or the replay set in the checkpoint)
   target: L_det^t on pseudo-instance centres      (cross-teaching: segmentation -> detection)
           L_seg^t on IPL pseudo-labels            (stage 2; detection -> segmentation)
@@ -200,9 +201,7 @@ def adapt(
                           kept_step=kept_step, best_state=best_state if new_best else None,
                           heat_at_clicks=heat_at_clicks(heat, clicks_w, zs),
                           message=f"{stage} round {r}: ratio {ratio:.2f}, {n_sel} pseudo-instances"
-                                  + (_trust_note(heat_start, trusted, s) if r_idx == 0
-                                     else "" if trusted or not s.detection or not s.peak_selection
-                                     else " (the detector missed the clicks: not used to select)"))
+                                  + _trust_note(heat_start, trusted, s, first=r_idx == 0))
         new_best = False
         # Training share of this round: the remaining budget split over the remaining rounds.
         now = time.perf_counter()
@@ -276,11 +275,15 @@ def adapt(
                          else f"; detector heat at the clicks {heat_start:.2f} at the start, {heat_end:.2f} kept"))
 
 
-def _trust_note(heat: float | None, trusted: bool | None, s: AdaptSettings) -> str:
-    """What the first round says about the detector: its heat at the clicks and whether its peaks select."""
+def _trust_note(heat: float | None, trusted: bool | None, s: AdaptSettings, first: bool) -> str:
+    """What a round says about the detector: in the first, its heat at the clicks, the trust level and
+    whether its peaks select; later, only that it missed the clicks, when it did."""
     if not s.detection or heat is None:
         return ""
+    missed = s.peak_selection and not trusted
+    if not first:
+        return " (the detector missed the clicks: not used to select)" if missed else ""
     verdict = ("its peaks select pseudo-instances" if trusted
-               else "peaks do not select (peak_selection off)" if not s.peak_selection
-               else "the detector missed the clicks: not used to select")
+               else "the detector missed the clicks: not used to select" if missed
+               else "peaks do not select (peak_selection off)")
     return f" (detector heat at the clicks {heat:.2f}, trust level {s.detector_trust:g}: {verdict})"
