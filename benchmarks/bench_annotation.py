@@ -51,7 +51,7 @@ def run(args, arm: str) -> None:
     import torch
 
     from napari_mito_wda.core.adapt import AdaptSettings, adapt, simulate_clicks
-    from napari_mito_wda.core.adapt.suggest import suggest_points
+    from napari_mito_wda.core.adapt.suggest import mirrored_prob, suggest_points
     from napari_mito_wda.core.data.checkpoint import load_model
     from napari_mito_wda.core.engine.device import pick_device
     from napari_mito_wda.core.engine.segment import segment_volume
@@ -78,7 +78,7 @@ def run(args, arm: str) -> None:
         row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "dice": m["dice"], "aji": m["aji"],
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": args.rounds, "start_clicks": args.start_clicks, "test_slices": args.test_slices,
-               "threads": args.threads} | _stamp()
+               "threads": args.threads, "flip_check": args.flip_check} | _stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -86,7 +86,9 @@ def run(args, arm: str) -> None:
             break
         if arm == "suggest":
             seg = segment_volume(train, loaded, dev)
-            sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=np.array(pos + neg, float))
+            flipped = mirrored_prob(train, loaded, dev) if args.flip_check else None
+            sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=np.array(pos + neg, float),
+                                 flipped_prob=flipped)
             p, q = oracle(sug.points, train_gt)
             pos, neg = pos + p, neg + q
         else:  # the same number of answers, on random objects of random slices
@@ -138,6 +140,7 @@ def main() -> None:
     ap.add_argument("--test-slices", type=int, default=80)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--flip-check", action="store_true", help="flip disagreement in the suggestions' score")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")
     args = ap.parse_args()
     if not args.render:

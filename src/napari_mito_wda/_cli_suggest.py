@@ -21,7 +21,7 @@ from ._cli_progress import Progress
 def cmd_suggest(args) -> int:
     from . import read_volume, segment_volume
     from .core.adapt.points import write_points_csv
-    from .core.adapt.suggest import suggest_points
+    from .core.adapt.suggest import mirrored_prob, suggest_points
     from .core.data.io import InputError
 
     out = Path(args.output)
@@ -39,7 +39,12 @@ def cmd_suggest(args) -> int:
     pixel_size, said = pixel_size_for(flag_nm, vol.voxel_size, loaded.pixel_size_nm)
     print(f"{vol.path}: {vol.data.shape}; model {loaded.path}; {dev.describe()}\n{said}", file=sys.stderr)
     seg = segment_volume(vol.data, loaded, dev, progress=Progress("predict"), flips=args.flips, pixel_size=pixel_size)
-    sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=existing)
+    flipped = None
+    if not args.no_flip_check:  # one more prediction: where flipping the image changes the answer
+        print("mito-wda: predicting the mirrored image too (flip disagreement; --no-flip-check skips it)",
+              file=sys.stderr)
+        flipped = mirrored_prob(vol.data, loaded, dev, pixel_size)
+    sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=existing, flipped_prob=flipped)
     pts = sug.points if vol.data.ndim == 3 else sug.points[:, 1:]  # a 2D image's layer has 2 axes
     write_points_csv(out, pts, {"score": [round(float(v), 4) for v in sug.scores], "kind": sug.kinds},
                      overwrite=args.overwrite)
@@ -66,5 +71,7 @@ def add_parser(sub, add_model) -> None:
     p.add_argument("--points", default=None, help="clicks already given (napari CSV or .npy): not suggested again")
     p.add_argument("--negative-points", default=None, help="negative clicks already given: not suggested again")
     p.add_argument("--flips", action="store_true", help="average 4 flips in the prediction")
+    p.add_argument("--no-flip-check", action="store_true",
+                   help="leave flip disagreement out of the score (saves the second prediction)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_suggest)

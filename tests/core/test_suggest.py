@@ -36,6 +36,35 @@ def test_an_ambiguous_object_ranks_above_a_confident_one():
     assert at(2, 70, 20)[1] == "centre without an object"
 
 
+def test_flip_disagreement_lifts_an_object_the_mirrored_image_does_not_confirm():
+    prob = np.full((1, 64, 128), 0.01, np.float32)
+    prob[0, 20:40, 10:30] = prob[0, 20:40, 90:110] = 0.9  # two equally sure objects
+    heat = np.zeros_like(prob)
+    heat[0, 30, 20] = heat[0, 30, 100] = 1.0
+    plain = suggest_points(prob, heat, 1)
+    assert plain.points[0][2] < 64  # a tie: the lower x wins
+    flipped = prob.copy()
+    flipped[0, 20:40, 90:110] = 0.3  # the mirrored image sees the right one much weaker
+    sug = suggest_points(prob, heat, 2, flipped_prob=flipped)
+    assert sug.points[0][2] > 64 and sug.scores[0] == pytest.approx(plain.scores[0] + 0.6, abs=1e-5)
+    assert sug.scores[1] == pytest.approx(plain.scores[0], abs=1e-6)
+    with pytest.raises(ValueError, match="flipped_prob"):
+        suggest_points(prob, heat, 1, flipped_prob=flipped[:, :32])
+
+
+def test_mirrored_prob_is_the_prediction_of_the_flipped_image_on_the_image_grid(adaptable_model_file):
+    from napari_mito_wda.core.adapt.suggest import mirrored_prob
+    from napari_mito_wda.core.data.checkpoint import load_model
+    from napari_mito_wda.core.engine.segment import segment_volume
+
+    img, _ = make_volume((2, 64, 96), n_objects=4, seed=5)
+    loaded = load_model(adaptable_model_file)
+    got = mirrored_prob(img, loaded)
+    want = segment_volume(np.ascontiguousarray(img[:, ::-1, ::-1]), loaded).prob[:, ::-1, ::-1]
+    assert got.shape == img.shape and np.allclose(got, want, atol=1e-6)
+    assert np.allclose(mirrored_prob(img[0], loaded), got[0], atol=1e-6)  # a 2D image too
+
+
 def test_n_is_respected_best_first_and_the_result_is_deterministic():
     prob, heat = _maps()
     one = suggest_points(prob, heat, 1)

@@ -126,3 +126,47 @@ def test_det_head_only_changes_the_centre_head_and_nothing_else():
     assert any(k.endswith("weight") for k in changed)
     assert reports[-1].val_dice is None  # validation Dice cannot see a detector: the last weights are kept
     assert all(p.requires_grad for p in model.parameters())  # the model is left trainable
+
+
+def test_elastic_warps_every_plane_alike_and_keeps_objects_whole():
+    from scipy import ndimage as ndi
+
+    from napari_mito_wda.core.training.augment import elastic
+
+    mask = np.zeros((128, 128), np.float32)
+    mask[40:88, 40:88] = 1
+    warped_img, warped_mask = elastic(np.random.default_rng(0), [mask * 0.8, mask.copy()])
+    assert np.allclose(warped_img, warped_mask * 0.8, atol=1e-6)  # one field for all planes
+    moved = (warped_mask > 0.5) != (mask > 0.5)
+    assert moved.sum() > 50  # it warps...
+    assert abs((warped_mask > 0.5).sum() / mask.sum() - 1) < 0.15  # ...without tearing the object apart
+    assert ndi.label(warped_mask > 0.5)[1] == 1
+    same = elastic(np.random.default_rng(0), [mask], alpha=0.0)[0]
+    assert np.allclose(same, mask)
+
+
+def test_cut_paste_moves_image_and_labels_of_the_donor_together():
+    from napari_mito_wda.core.training.augment import cut_paste
+    from napari_mito_wda.core.training.supervised import crop_sample
+
+    rng = np.random.default_rng(0)
+    recipient = [np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32)]
+    donor_lab = (np.random.default_rng(1).random((64, 64)) > 0.5).astype(np.float32)
+    out_img, out_lab = cut_paste(rng, recipient, [donor_lab * 0.7, donor_lab], 32)
+    changed = out_img != 0
+    assert np.array_equal(out_img, out_lab * 0.7)  # image and label from the same donor window
+    ys, xs = np.nonzero(changed)
+    assert ys.max() - ys.min() < 32 and xs.max() - xs.min() < 32 and changed.sum() > 300
+    # through crop_sample: a slice with no mitochondria gets the donor's, image and label aligned
+    img, lab, _ = crop_sample(rng, np.zeros((64, 64), np.float32), np.zeros((64, 64), np.uint8), [], 64, 0.0,
+                              scale=(1.0, 1.0), donor=(np.ones((64, 64), np.float32), np.ones((64, 64), np.uint8), []))
+    assert (lab == 1).mean() == pytest.approx(0.25) and np.array_equal(img > 0.5, lab == 1)
+
+
+def test_fit_runs_with_elastic_and_cut_paste():
+    img, inst = _small_data(seed=4)
+    data = prepare_slices(img, inst > 0, factor=1, sigma=3.0)
+    model = MultiTaskUNet(ModelConfig(base=8, depth=2, proj_dim=4, downsample=1))
+    settings = FitSettings(max_iters=12, batch=2, crop=64, report_every=4, elastic=0.5, cut_paste=0.5)
+    reports = list(fit(data, settings, model=model))
+    assert reports[-1].done and reports[-1].step == 12 and np.isfinite(reports[-1].losses["seg"])

@@ -6,7 +6,9 @@ Candidates, per slice, from the two heads' maps (probability p, centre heatmap):
 - centres without an object: detection peaks where the segmentation sees nothing.
 Score = mean uncertainty over the candidate (1 - |2p - 1|: 1 at p = 0.5, 0 where sure)
       + DISAGREE when the heads disagree (an object with no peak, a near miss or background with one)
-      + mean |p - previous p| when the previous round's probability is given (what is still moving).
+      + mean |p - previous p| when the previous round's probability is given (what is still moving)
+      + mean |p - mirrored p| when the probability of the mirrored image is given (`mirrored_prob`):
+        a prediction that changes when the image is flipped rests on nothing the model is sure of.
 Candidates holding a click (positive or negative), or near one within `min_dz` slices, are skipped;
 a greedy pick by score keeps the picks `min_distance` apart and at most `per_slice` on a slice, so the
 top N are spread over the volume. Deterministic: ties go to the lower (z, y, x).
@@ -35,10 +37,13 @@ class Suggestions:
         return len(self.points)
 
 
-def _slice_candidates(p, h, prev, threshold, near, peak_thresh, min_size):
+def _slice_candidates(p, h, prev, threshold, near, peak_thresh, min_size, mirrored=None):
     """(list of (score, y, x, kind), label map of the candidate regions) of one slice."""
     unsure = 1.0 - np.abs(2.0 * p - 1.0)
     change = np.abs(p - prev) if prev is not None else None
+    if mirrored is not None:  # both moving and flip-unstable pixels say "unsettled": their sum scores
+        flip = np.abs(p - mirrored)
+        change = flip if change is None else change + flip
     out = []
     regions = np.zeros(p.shape, np.int32)
     n_regions = 0
@@ -70,15 +75,35 @@ def _slice_candidates(p, h, prev, threshold, near, peak_thresh, min_size):
     return out, regions
 
 
+def mirrored_prob(image, model, device=None, pixel_size: float | None = None) -> np.ndarray:
+    """The probability of the image flipped in y and x, flipped back: `suggest_points`' flipped_prob.
+
+    image: raw (Z, Y, X) or (Y, X) array; model: a LoadedModel; pixel_size: the image's nm per pixel, as
+    given to `segment_volume`. One more prediction of the image.
+    """
+    from ..data.pixel_size import pixel_scale
+    from ..engine.device import pick_device
+    from ..engine.inference import predict_volume
+
+    arr = np.asarray(image)
+    vol = arr if arr.ndim == 3 else arr[None]
+    prob, _ = predict_volume(model.model, np.ascontiguousarray(vol[:, ::-1, ::-1]), device or pick_device(),
+                             scale=pixel_scale(pixel_size, model.pixel_size_nm))
+    prob = np.ascontiguousarray(prob[:, ::-1, ::-1])
+    return prob if arr.ndim == 3 else prob[0]
+
+
 def suggest_points(prob: np.ndarray, heat: np.ndarray, n: int, existing_points=None, previous_prob=None,
                    threshold: float = 0.5, near: float = 0.3, peak_thresh: float = 0.3, min_size: int = 16,
-                   min_distance: float = 32.0, min_dz: int = 2, per_slice: int | None = None) -> Suggestions:
+                   min_distance: float = 32.0, min_dz: int = 2, per_slice: int | None = None,
+                   flipped_prob=None) -> Suggestions:
     """The n places (z, y, x) where a click would teach most (module docstring), from (Z, Y, X) maps.
 
     prob, heat: probability and centre heatmap (peak ~1) of a (Z, Y, X) or (Y, X) image; points come
     back in their coordinates (for a 2D image z = 0). existing_points: (M, 3) clicks already given
     (positive and negative). min_distance: in-plane pixels kept between two picks, and between a pick
-    and a click, within min_dz slices. per_slice: picks per slice before the others get theirs
+    and a click, within min_dz slices. flipped_prob: `mirrored_prob` of the image (flip disagreement).
+    per_slice: picks per slice before the others get theirs
     (default ceil(2 n / Z)); when too few are left the cap is lifted, never the distances.
     """
     prob = np.asarray(prob, dtype=np.float32)
@@ -86,8 +111,12 @@ def suggest_points(prob: np.ndarray, heat: np.ndarray, n: int, existing_points=N
     if prob.ndim == 2:
         prob, heat = prob[None], heat[None]
         previous_prob = None if previous_prob is None else np.asarray(previous_prob)[None]
+        flipped_prob = None if flipped_prob is None else np.asarray(flipped_prob)[None]
     if prob.ndim != 3 or prob.shape != heat.shape:
         raise ValueError(f"prob {prob.shape} and heat {heat.shape} must be the same 2D or 3D shape")
+    for name, other in (("previous_prob", previous_prob), ("flipped_prob", flipped_prob)):
+        if other is not None and np.shape(other) != prob.shape:
+            raise ValueError(f"{name} {np.shape(other)} must have prob's shape {prob.shape}")
     if n < 0:
         raise ValueError(f"n must be 0 or more, got {n}")
     ex = np.zeros((0, 3)) if existing_points is None or np.size(existing_points) == 0 else \
@@ -96,7 +125,8 @@ def suggest_points(prob: np.ndarray, heat: np.ndarray, n: int, existing_points=N
     cands, n_found, n_clicked = [], 0, 0
     for z in range(prob.shape[0]):
         prev = None if previous_prob is None else np.asarray(previous_prob[z], np.float32)
-        found, regions = _slice_candidates(prob[z], heat[z], prev, threshold, near, peak_thresh, min_size)
+        mirrored = None if flipped_prob is None else np.asarray(flipped_prob[z], np.float32)
+        found, regions = _slice_candidates(prob[z], heat[z], prev, threshold, near, peak_thresh, min_size, mirrored)
         n_found += len(found)
         on = ex[ex_z == z, 1:]
         pix = np.clip(np.floor(on + 0.5).astype(int), 0, np.array(prob.shape[1:]) - 1)

@@ -1,8 +1,9 @@
 """Random crops and augmentations for training (numpy + torch, CPU-cheap).
 
-Geometry (random resized crop, the 8 flips/transposes) moves image, mask and heatmap together;
-intensity changes (gamma, contrast, brightness, noise, blur) touch the image only. Strong intensity
-augmentation is what lets a source model survive the change of microscope.
+Geometry (random resized crop, the 8 flips/transposes, elastic deformation, same-domain cut-and-paste)
+moves image, mask and heatmap together; intensity changes (gamma, contrast, brightness, noise, blur)
+touch the image only. Strong intensity augmentation is what lets a source model survive the change of
+microscope; elastic and cut-and-paste give it shapes and contexts VNC III alone does not hold.
 """
 
 from __future__ import annotations
@@ -60,3 +61,37 @@ def intensity(rng: np.random.Generator, img: np.ndarray, strength: float = 1.0) 
     if rng.random() < 0.6:
         img = img + rng.normal(0, rng.uniform(0.0, 0.08) * strength, img.shape)
     return np.clip(img, 0, 1).astype(np.float32)
+
+
+def elastic(rng: np.random.Generator, planes: list[np.ndarray], alpha: float = 6.0, sigma: float = 10.0
+            ) -> list[np.ndarray]:
+    """The same smooth random warp of every plane (bilinear, reflected at the border).
+
+    The displacement field is white noise smoothed with a Gaussian of `sigma` px and scaled so that its
+    standard deviation is `alpha` px: membranes bend, mitochondria change shape, nothing tears.
+    """
+    h, w = planes[0].shape
+    field = []
+    for _ in range(2):
+        d = ndi.gaussian_filter(rng.standard_normal((h, w)), sigma)
+        field.append(d * (alpha / max(float(d.std()), 1e-9)))
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float32), np.arange(w, dtype=np.float32), indexing="ij")
+    coords = np.stack([yy + field[0], xx + field[1]])
+    return [ndi.map_coordinates(p, coords, order=1, mode="reflect").astype(np.float32) for p in planes]
+
+
+def cut_paste(rng: np.random.Generator, planes: list[np.ndarray], donor: list[np.ndarray], size: int
+              ) -> list[np.ndarray]:
+    """Paste a random size x size window of `donor` into `planes` (labels included) at a random place.
+
+    Both crops come from the same domain (method.md): the network meets mitochondria next to
+    unfamiliar neighbours and cannot lean on the context of one slice.
+    """
+    h, w = planes[0].shape
+    size = min(size, h, w)
+    ys, xs = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    yd, xd = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+    out = [p.copy() for p in planes]
+    for o, d in zip(out, donor):
+        o[yd : yd + size, xd : xd + size] = d[ys : ys + size, xs : xs + size]
+    return out

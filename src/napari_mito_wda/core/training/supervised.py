@@ -21,7 +21,7 @@ from ..data.io import normalize_slice
 from ..engine.device import DeviceInfo, pick_device
 from ..engine.inference import predict_working, to_working
 from ..engine.model import ModelConfig, MultiTaskUNet
-from .augment import dihedral, intensity, random_crop
+from .augment import cut_paste, dihedral, elastic, intensity, random_crop
 from .targets import centre_heatmap, instance_centres
 
 IGNORE = 255
@@ -41,6 +41,8 @@ class FitSettings:
     scale: tuple[float, float] = (0.8, 1.25)  # random zoom of the crops (0.5-2 teaches other pixel sizes)
     det_pos_weight: float = 0.0    # detection MSE weight 1 + w * target: 0 = plain MSE, whose mostly empty
     # maps pull the peaks down (the shipped model's heat at true Lucchi centres: median 0.32, target 1.0)
+    elastic: float = 0.0           # share of crops warped elastically (augment.elastic)
+    cut_paste: float = 0.0         # share of crops that get a window of another slice pasted in, labels too
     det_head_only: bool = False    # train the centre head alone on frozen features: the segmentation stays
     # bit-identical, so a detector can be fixed without re-opening what the trunk learnt
     val_every_s: float = 60.0
@@ -92,27 +94,49 @@ def prepare_slices(image: np.ndarray, mask: np.ndarray, factor: int, sigma: floa
     return planes
 
 
+def _geometry(rng: np.random.Generator, planes: list[np.ndarray], crop: int, scale, elastic_p: float
+              ) -> list[np.ndarray]:
+    planes = dihedral(rng, random_crop(rng, planes, crop, scale))
+    if elastic_p > 0 and rng.random() < elastic_p:  # no draw when off: older settings keep their stream
+        planes = elastic(rng, planes)
+    return planes
+
+
+def _label_planes(label: np.ndarray) -> list[np.ndarray]:
+    """A {0, 1, IGNORE} label as two float planes (foreground, valid), so that resizing never turns the
+    border of an ignored region into foreground."""
+    return [(label == 1).astype(np.float32), (label != IGNORE).astype(np.float32)]
+
+
 def crop_sample(rng: np.random.Generator, img: np.ndarray, label: np.ndarray, extras: list[np.ndarray],
-                crop: int, augment: float, scale=(0.8, 1.25)) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+                crop: int, augment: float, scale=(0.8, 1.25), elastic_p: float = 0.0,
+                donor: tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """One augmented crop: image, label in {0, 1, IGNORE} and any extra float planes, same geometry.
 
-    The label travels as two planes (foreground, valid) so that resizing never turns the border of an
-    ignored region into foreground.
+    donor: (image, label, extras) of another slice of the same domain; a crop of it, augmented alike,
+    gives a crop/2 window that is pasted into this one.
     """
-    fg = (label == 1).astype(np.float32)
-    valid = (label != IGNORE).astype(np.float32)
-    planes = random_crop(rng, [img, fg, valid, *extras], crop, scale)
-    planes = dihedral(rng, planes)
+    planes = _geometry(rng, [img, *_label_planes(label), *extras], crop, scale, elastic_p)
+    if donor is not None:
+        d_img, d_label, d_extras = donor
+        other = _geometry(rng, [d_img, *_label_planes(d_label), *d_extras], crop, scale, elastic_p)
+        planes = cut_paste(rng, planes, other, crop // 2)
     lab = np.where(planes[2] < 0.5, IGNORE, planes[1] > 0.5).astype(np.int64)
     return intensity(rng, planes[0], augment), lab, planes[3:]
 
 
 def sample_batch(rng: np.random.Generator, data: SlicePlanes, batch: int, crop: int, augment: float,
-                 scale=(0.8, 1.25)):
+                 scale=(0.8, 1.25), elastic_p: float = 0.0, paste_p: float = 0.0):
     imgs, masks, heats = [], [], []
     for _ in range(batch):
         z = int(rng.integers(0, len(data)))
-        img, lab, (h,) = crop_sample(rng, data.images[z], data.masks[z], [data.heats[z]], crop, augment, scale)
+        donor = None
+        if paste_p > 0 and rng.random() < paste_p:
+            d = int(rng.integers(0, len(data)))
+            donor = (data.images[d], data.masks[d], [data.heats[d]])
+        img, lab, (h,) = crop_sample(rng, data.images[z], data.masks[z], [data.heats[z]], crop, augment, scale,
+                                     elastic_p, donor)
         imgs.append(img)
         masks.append(lab)
         heats.append(h)
@@ -206,7 +230,8 @@ def fit(
         lr = settings.lr * warm * 0.5 * (1 + math.cos(math.pi * frac))
         for g in opt.param_groups:
             g["lr"] = lr
-        x, y, h = sample_batch(rng, train, settings.batch, settings.crop, settings.augment, settings.scale)
+        x, y, h = sample_batch(rng, train, settings.batch, settings.crop, settings.augment, settings.scale,
+                               settings.elastic, settings.cut_paste)
         x = x.to(dev.device).contiguous(memory_format=torch.channels_last)
         with dev.autocast():
             out = model(x)
