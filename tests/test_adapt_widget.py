@@ -127,8 +127,9 @@ def test_event_loop_runs_while_adapting_and_new_clicks_are_used(
     assert clicks_per_round[:2] == [1, 2]
     during = [t for t in ticks if t0 <= t <= done[0]]
     # A worker on the GUI thread would give no tick at all until it ended. Thresholds are loose: the CPU is
-    # shared, and the first previews create layers (shader set-up) on the GUI thread.
-    assert elapsed > 0.5 and len(during) >= 5 * elapsed, (len(during), elapsed)
+    # shared (under a load of 4 on 2 cores it ticked 4.9 times a second instead of 50), and the first
+    # previews create layers (shader set-up) on the GUI thread. The gap check below is the one that matters.
+    assert elapsed > 0.5 and len(during) >= 2 * elapsed, (len(during), elapsed)
     assert np.diff(during).max() < 1.5, np.round(np.diff(during), 2).tolist()
 
     # optional layers with what the model trusts, aligned with the image; clicking can go on

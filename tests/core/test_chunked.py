@@ -155,6 +155,7 @@ def test_inputs_are_checked(tmp_path):
     bad[1, 3, 3] = np.nan
     with pytest.raises(InputError, match="slice 1 has NaN"):
         segment_to_zarr(bad, tmp_path / "out.zarr", settings=settings(), cluster=SYNC)
+    assert not (tmp_path / "out.zarr.partial").exists()  # nothing to resume: no leftover store
 
 
 def test_on_a_dask_cluster_with_the_model_shipped_once(tiny, tmp_path):

@@ -203,9 +203,14 @@ def segment_to_zarr_iter(
             slabs = [(z, min(src.shape[0], z + grid.chunks[0])) for z in range(0, src.shape[0], grid.chunks[0])]
             norm = np.zeros((src.shape[0], 2), np.float64)
             shared = runner.share(ctx)
-            for k, (_, (z0, ranges)) in enumerate(runner.map(norm_task, slabs, shared, name="normalise")):
-                norm[z0 : z0 + len(ranges)] = ranges
-                yield Progress("normalise", k + 1, len(slabs))
+            try:
+                for k, (_, (z0, ranges)) in enumerate(runner.map(norm_task, slabs, shared, name="normalise")):
+                    norm[z0 : z0 + len(ranges)] = ranges
+                    yield Progress("normalise", k + 1, len(slabs))
+            except InputError:  # a bad source (NaN pixels): a store this run just made holds nothing to resume
+                if not resumed:
+                    shutil.rmtree(work, ignore_errors=True)
+                raise
             tmp = work / "_work" / ".norm.part.npy"
             np.save(tmp, norm)
             os.replace(tmp, norm_file)
