@@ -5,7 +5,8 @@ the clicks of the :class:`~napari_mito_wda._inputs_ui.InputsSection`, through th
 :class:`~napari_mito_wda._job_runner.JobRunner`. The engine loop runs in
 :func:`napari_mito_wda._adapt_worker.adapt_iter`; this file only turns its updates into layers, a plot
 and a progress bar, on the GUI thread. Signals: ``adapted(str)`` (the image whose whole prediction
-should follow), ``labels_ready(str)``, ``status(str)``, ``failed(str)``, ``progress(done, total, format)``.
+should follow), ``labels_ready(str)`` (the instances layer it writes, at the start), ``labels_updated(str)``
+(after each live preview written into it), ``status(str)``, ``failed(str)``, ``progress(done, total, format)``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class AdaptSection(QGroupBox):
 
     adapted = Signal(str)
     labels_ready = Signal(str)
+    labels_updated = Signal(str)
     status = Signal(str)
     failed = Signal(str)
     progress = Signal(int, int, str)
@@ -305,6 +307,7 @@ class AdaptSection(QGroupBox):
                 self.status.emit(f"Live preview paused: {why}.")
             else:
                 self.live_updates += 1
+                self.labels_updated.emit(f"{job['image_name']}{INSTANCES_SUFFIX}")
             if kept and not job.get("told_kept"):  # once a run: the live masks go around the user's objects
                 job["told_kept"] = True
                 self.status.emit("The live masks keep your corrected objects as you left them.")

@@ -8,7 +8,9 @@ signals, wired here in one place:
 * :class:`~napari_mito_wda._predict_ui.PredictSection`: Predict (in memory, or chunked into zarr);
 * :class:`~napari_mito_wda._suggest_ui.SuggestSection`: "not mitochondria" clicks and suggested clicks;
 * :class:`~napari_mito_wda._adapt_ui.AdaptSection`: "Adapt to this dataset" with its live loss plot;
-* :class:`~napari_mito_wda._export_ui.ExportSection`: a Labels layer as TIFF + JSON sidecar.
+* :class:`~napari_mito_wda._export_ui.ExportSection`: a Labels layer as TIFF + JSON sidecar;
+* :class:`~napari_mito_wda._score_ui.ScoreSection`: Dice, AJI and PQ of the instances against a ground truth,
+  scored again after each prediction and live update (in its own thread: also while a job runs).
 
 What they share is explicit and handed to them in their constructors: the current model
 (:class:`~napari_mito_wda._model_state.ModelState`) and the one runner of background jobs
@@ -34,6 +36,7 @@ from ._job_runner import JobRunner
 from ._model_state import ModelState
 from ._model_ui import ModelSection
 from ._predict_ui import PredictSection
+from ._score_ui import ScoreSection
 from ._suggest_ui import SuggestSection
 from ._util import same_layer  # noqa: F401 (re-exported: tests import it here)
 
@@ -60,6 +63,7 @@ class MitoWidget(QWidget):
         self.annotator = SuggestSection(napari_viewer, self.inputs)
         self.adapter = AdaptSection(napari_viewer, self.inputs, self.model_state, self.jobs, self.annotator)
         self.exporter = ExportSection(napari_viewer, self.inputs, self.model_state)
+        self.scorer = ScoreSection(napari_viewer)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -69,7 +73,7 @@ class MitoWidget(QWidget):
 
         layout = QVBoxLayout(self)
         for w in (self.inputs, self.model_section, self.predictor, self.annotator, self.adapter, self.progress_bar,
-                  self.exporter, self.status_label):
+                  self.exporter, self.scorer, self.status_label):
             layout.addWidget(w)
         layout.addStretch(1)
         self._wire()
@@ -78,7 +82,7 @@ class MitoWidget(QWidget):
 
     def _wire(self) -> None:
         sections = (self.inputs, self.model_section, self.predictor, self.adapter, self.exporter)
-        for source in (self.jobs, *sections, self.annotator):  # the annotator works while jobs run too
+        for source in (self.jobs, *sections, self.annotator, self.scorer):  # these two work while jobs run too
             source.status.connect(self._info)
             source.failed.connect(self._fail)
         for source in (self.jobs, self.predictor, self.adapter):
@@ -89,6 +93,9 @@ class MitoWidget(QWidget):
         self.predictor.labels_ready.connect(self.exporter.select_labels)
         self.predictor.predicted.connect(self.annotator.on_predicted)
         self.adapter.labels_ready.connect(self.exporter.select_labels)
+        for source in (self.predictor, self.adapter):
+            source.labels_ready.connect(self.scorer.on_labels_ready)
+        self.adapter.labels_updated.connect(self.scorer.on_labels_updated)
         self.adapter.adapted.connect(self._predict_after_adapting)
         self.model_section.preset_minutes.connect(self.adapter.set_preset_minutes)
 
@@ -122,6 +129,7 @@ class MitoWidget(QWidget):
         """Re-fill the pickers from the viewer's layers, keeping the current choices where possible."""
         self.inputs.refresh_layers()
         self.exporter.refresh_layers()
+        self.scorer.refresh_layers()
 
     @property
     def is_running(self) -> bool:
@@ -182,3 +190,10 @@ class MitoWidget(QWidget):
     labels_layer = _reach("exporter", "labels_layer")
     export_button = _reach("exporter", "export_button")
     export_labels = _reach("exporter", "export_labels")
+    gt_combo = _reach("scorer", "gt_combo")
+    score_instances_combo = _reach("scorer", "instances_combo")
+    score_button = _reach("scorer", "score_button")
+    score_label = _reach("scorer", "score_label")
+    score = _reach("scorer", "score")
+    is_scoring = _reach("scorer", "is_scoring")
+    last_scores = _reach("scorer", "last_metrics")
