@@ -29,8 +29,10 @@ def test_score_button_shows_the_metrics_of_evaluate_volume(viewer_and_widget, qt
     pred[pred == 2] = 0  # one of the three objects missed, the other two exact
     viewer.add_image(np.zeros(gt.shape, np.uint8), name="em")
     viewer.add_labels(gt, name="em ground truth")
+    assert widget.gt_combo.currentText() == "em ground truth"  # a "... ground truth" layer is picked once
+    widget.gt_combo.setCurrentText("(none)")
     viewer.add_labels(pred, name="em instances")
-    assert widget.gt_combo.currentText() == "(none)"
+    assert widget.gt_combo.currentText() == "(none)"  # the user's "(none)" stays
     assert [widget.gt_combo.itemText(i) for i in range(widget.gt_combo.count())] == [
         "(none)", "em ground truth", "em instances"]
 

@@ -54,6 +54,7 @@ class ScoreSection(QGroupBox):
         self._worker = None
         self._job: tuple[str, str] | None = None  # (instances, ground truth) names of the running scoring
         self._again: str | None = None            # None, "auto" or "manual": score again when it ends
+        self._offered: set[str] = set()           # "... ground truth" layers already picked once
         form = QFormLayout(self)
         self.gt_combo = QComboBox()
         self.gt_combo.setToolTip("Labels layer with the true instances (e.g. the sample's ground truth), of the "
@@ -85,6 +86,12 @@ class ScoreSection(QGroupBox):
         names = [ly.name for ly in self.viewer.layers if isinstance(ly, Labels)]
         refill(self.gt_combo, [NO_GT, *names])
         refill(self.instances_combo, names)
+        # A layer named "... ground truth" (the samples open one) is picked once, when it appears; a user
+        # who then chooses "(none)" keeps that choice.
+        fresh = [n for n in names if n.lower().endswith("ground truth") and n not in self._offered]
+        self._offered.update(fresh)
+        if fresh and self.gt_combo.currentText() == NO_GT:
+            self.gt_combo.setCurrentText(fresh[0])
 
     @property
     def gt_layer(self):
