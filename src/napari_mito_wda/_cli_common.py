@@ -15,14 +15,11 @@ def model_and_device(args):
 
 def check_output(out: Path, suffixes: tuple[str, ...], what: str, overwrite: bool) -> None:
     """Refuse a bad output path before any work: taken name, missing folder, wrong suffix."""
-    from .core.data.io import InputError
+    from .core.data.io import InputError, check_new_path
 
     if out.suffix.lower() not in suffixes:
         raise InputError(f"{out}: name the {what} *{' or *'.join(suffixes)}.")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: output folder does not exist; create it or choose another output path.")
+    check_new_path(out, overwrite)
 
 
 def read_clicks(path, shape, flag: str = "--points"):

@@ -261,13 +261,22 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, writer, overwrite: bool) -> Path:
-    """Run writer(tmp_path) then rename onto path; clean up on any failure."""
+def check_new_path(path, overwrite: bool) -> Path:
+    """Refuse, before any work, an output whose name is taken (unless overwrite) or whose folder is missing.
+
+    The one place of these two messages: files, model checkpoints and zarr stores, CLI and API alike.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; choose another name or pass overwrite (--overwrite).")
+        raise FileExistsError(f"{path} already exists; choose another name or pass --overwrite.")
     if not path.parent.exists():
         raise InputError(f"{path.parent}: output folder does not exist; create it or choose another output path.")
+    return path
+
+
+def atomic_write(path: Path, writer, overwrite: bool) -> Path:
+    """Run writer(tmp_path) then rename onto path; clean up on any failure."""
+    path = check_new_path(path, overwrite)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     try:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.checkpoint import file_sha256, save_checkpoint
-from ..data.io import InputError, read_volume, write_json
+from ..data.io import InputError, check_new_path, read_volume, write_json
 from ..data.provenance import provenance, strip_machine_paths
 from ..engine.device import pick_device
 from ..engine.inference import predict_volume
@@ -84,9 +84,7 @@ def pretrain(
 
     init: continue from the weights of an earlier checkpoint (its card is kept under "initialised_from").
     """
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; choose another name or pass --overwrite.")
+    out = check_new_path(out, overwrite)
     if threads:
         torch.set_num_threads(threads)
     settings = settings or FitSettings()

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.io import InputError
+from ..data.io import InputError, check_new_path
 from ..data.pixel_size import check_pixel_size, in_plane, pixel_scale
 from .chunk_tasks import (
     Grid,
@@ -121,10 +121,7 @@ def _payload(model) -> tuple[ModelPayload, dict]:
 def _prepare_output(output: Path, overwrite: bool) -> Path:
     if output.suffix.lower() not in (".zarr",):
         raise InputError(f"{output}: chunked output is a zarr store; name it *.zarr.")
-    if output.exists() and not overwrite:
-        raise FileExistsError(f"{output} already exists; choose another name or pass overwrite (--overwrite).")
-    if not output.parent.exists():
-        raise InputError(f"{output.parent}: output folder does not exist.")
+    check_new_path(output, overwrite)
     return output.with_name(output.name + ".partial")
 
 
