@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, markdown_table, update_section  # noqa: E402
+from common import ROOT, SHARED, markdown_table, stamp, update_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "annotation_results.jsonl"
 
@@ -78,7 +78,7 @@ def run(args, arm: str) -> None:
         row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "dice": m["dice"], "aji": m["aji"],
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": args.rounds, "start_clicks": args.start_clicks, "test_slices": args.test_slices,
-               "threads": args.threads, "flip_check": args.flip_check} | _stamp()
+               "threads": args.threads, "flip_check": args.flip_check} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -95,13 +95,6 @@ def run(args, arm: str) -> None:
             more = simulate_clicks(train_gt, slices=rng.choice(len(train), 5, replace=False), max_total=args.n,
                                    seed=args.seed + r + 1)
             pos += [tuple(c) for c in more.astype(int)]
-
-
-def _stamp() -> dict:
-    from napari_mito_wda.core.data.provenance import provenance
-
-    prov = provenance()
-    return {"commit": prov["commit"], "date": prov["date"][:10], "machine": prov["machine"]}
 
 
 def render() -> None:

@@ -26,6 +26,14 @@ def run_child(script: Path, args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def stamp() -> dict:
+    """When, at which commit and on what machine a result was measured (the plugin's provenance)."""
+    from napari_mito_wda.core.data.provenance import provenance
+
+    prov = provenance()
+    return {"commit": prov["commit"], "date": prov["date"][:10], "machine": prov["machine"]}
+
+
 def peak_rss_mb() -> float:
     import resource
 
