@@ -8,7 +8,8 @@ true 2D mitochondrion of the Lucchi test slices (where a user clicks), before an
 train: the median and the share at or above the adaptation's trust level (AdaptSettings.detector_trust).
 Nothing is tuned on the SBEM labels.
 
-    .venv/bin/python benchmarks/bench_source.py [--models shipped,benchmarks/cache/X.pt] [--lucchi-slices 80]
+    .venv/bin/python benchmarks/bench_source.py [--models shipped,benchmarks/cache/X.pt] [--lucchi-slices 80] \\
+        [--threads 1 --concurrent 2]
 
 Results are appended to benchmarks/results/source_results.jsonl; the section `source-models` of
 docs/benchmarks.md is rebuilt from the rows of this run.
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +103,7 @@ def main() -> None:
     ap.add_argument("--models", default="shipped")
     ap.add_argument("--lucchi-slices", type=int, default=80)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--concurrent", type=int, default=1, help="models measured side by side")
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a.model, a.lucchi_slices, a.threads)))
@@ -110,15 +114,23 @@ def main() -> None:
     from napari_mito_wda.core.data.provenance import provenance
 
     prov = provenance()
-    rows = []
-    for model in a.models.split(","):
+    lock = threading.Lock()
+
+    def one(model: str) -> dict:
         r = run_child(Path(__file__), ["--model", model, "--lucchi-slices", str(a.lucchi_slices),
                                        "--threads", str(a.threads)])
         r |= {"commit": prov["commit"], "date": prov["date"][:10], "lucchi_slices": a.lucchi_slices}
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS, "a") as fh:  # as they come: a stopped run keeps what it measured
-            fh.write(json.dumps(r) + "\n")
-        print(json.dumps(r), flush=True)
+        with lock:
+            RESULTS.parent.mkdir(parents=True, exist_ok=True)
+            with open(RESULTS, "a") as fh:  # as they come: a stopped run keeps what it measured
+                fh.write(json.dumps(r) + "\n")
+            print(json.dumps(r), flush=True)
+        return r
+
+    with ThreadPoolExecutor(max_workers=max(1, a.concurrent)) as pool:
+        results = list(pool.map(one, a.models.split(",")))
+    rows = []
+    for model, r in zip(a.models.split(","), results):
         h = r.get("heat", {})
         rows.append([Path(model).name, r["steps"], *_dice_aji(r, "vnc3_holdout"),
                      *_dice_aji(r, "lucchi_test"), *_dice_aji(r, "sbem_val"),
@@ -137,8 +149,9 @@ level ({AdaptSettings().detector_trust}).
 
 {table}
 
-Measured {prov['date'][:10]} at commit {prov['commit']} on {prov['machine']} ({r['device']}). Reproduce:
-`.venv/bin/python benchmarks/bench_source.py --models {a.models} --lucchi-slices {a.lucchi_slices}`
+Measured {prov['date'][:10]} at commit {prov['commit']} on {prov['machine']} ({results[-1]['device']}). Reproduce:
+`.venv/bin/python benchmarks/bench_source.py --models {a.models} --lucchi-slices {a.lucchi_slices}
+--threads {a.threads} --concurrent {a.concurrent}`
 """
     update_section("source-models", body)
     print(body)
