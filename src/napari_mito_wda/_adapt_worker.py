@@ -111,6 +111,7 @@ def adapt_iter(
     from .core.data.io import validate_image
     from .core.data.pixel_size import pixel_scale
     from .core.engine.device import pick_device
+    from .core.engine.instances import sizes_at_scale
 
     stop = stop_event or threading.Event()
     volume = validate_image(np.asarray(image), "image")  # (Z, Y, X); a 2D image becomes one slice
@@ -131,6 +132,7 @@ def adapt_iter(
         # (a large slice can take seconds to predict on a CPU).
         next_preview = time.perf_counter() + preview_every_s
         scale = pixel_scale(pixel_size, work.pixel_size_nm)
+        sizes = sizes_at_scale(scale)  # the previews' objects sized like segment_volume's
         neg = negatives or ClickFeed(ndim=3)
         corr = corrections or LatestValue()
         for rep in adapt(volume, clicks.get(), work, settings, dev=dev, stop=stop.is_set, get_clicks=clicks.get,
@@ -140,13 +142,13 @@ def adapt_iter(
             z_view = view_z() if view_z else None
             if rep.prediction is not None:
                 zs = nearest_slices(rep.prediction["slices"], z_view, n_preview)
-                previews = preview_slices(rep.prediction, volume.shape[1:], zs, with_maps=with_maps)
+                previews = preview_slices(rep.prediction, volume.shape[1:], zs, with_maps=with_maps, **sizes)
                 next_preview = time.perf_counter() + preview_every_s
             elif (rep.stage == "train" and z_view is not None and not stop.is_set()
                   and time.perf_counter() >= next_preview):
                 z = int(np.clip(z_view, 0, volume.shape[0] - 1))
                 t_prev = time.perf_counter()
-                previews = [current_preview(work.model, volume[z], z, dev, with_maps=with_maps, scale=scale)]
+                previews = [current_preview(work.model, volume[z], z, dev, with_maps=with_maps, scale=scale, **sizes)]
                 cost = time.perf_counter() - t_prev
                 next_preview = time.perf_counter() + max(preview_every_s, 9.0 * cost)
             last = dataclasses.replace(rep, prediction=None, best_state=None)

@@ -239,7 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "only, not chunked runs (docs/benchmarks.md: what it gains)")
     p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")
     p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--min-size", type=int, default=64, help="smallest instance kept, in pixels per slice")
+    p.add_argument("--min-size", type=int, default=64,
+                   help="smallest instance kept, in pixels per slice at the model's pixel size (fewer on a coarser "
+                        "image whose pixel size is known)")
     add_pixel_size(p)
     g = p.add_argument_group("chunked runs (volumes larger than memory; on by zarr/HDF5 or any option here)")
     g.add_argument("--chunks", default=None, help="Z,Y,X chunk = task size (default 8,2048,2048)")

@@ -162,6 +162,37 @@ def test_segment_volume_takes_the_pixel_size_from_a_file_and_an_explicit_one_win
     np.testing.assert_array_equal(segment_volume(path, loaded, dev, pixel_size=5.0).prob, plain.prob)
 
 
+def test_small_object_limits_follow_the_pixel_size():
+    """min_size and min_distance are meant in model pixels: an object keeps its size in nm on any grid."""
+    from napari_mito_wda.core.engine.instances import instances_2d, sizes_at_scale
+
+    assert sizes_at_scale(1.0) == {"min_size": 64, "min_distance": 9}
+    assert sizes_at_scale(2.0) == {"min_size": 16, "min_distance": 4}  # 10 nm image, 5 nm model
+    assert sizes_at_scale(0.5) == {"min_size": 256, "min_distance": 18}
+    assert sizes_at_scale(40.0)["min_size"] == 1  # never below one pixel
+    prob = np.zeros((40, 40), np.float32)
+    prob[5:10, 5:10] = 1.0  # 25 px: a 100-model-pixel object at scale 2, kept; at the model's scale, dropped
+    assert instances_2d(prob).max() == 0
+    assert instances_2d(prob, **sizes_at_scale(2.0)).max() == 1
+
+
+def test_segment_volume_sizes_objects_in_model_pixels(carded_ckpt):
+    """At 10 nm (twice the model's 5 nm pixel) the limit of 4 s model pixels keeps objects of s image pixels."""
+    from napari_mito_wda.core.data.synthetic import make_volume
+    from napari_mito_wda.core.engine.instances import instances_volume
+
+    img, _ = make_volume((1, 96, 112), n_objects=8, seed=3)
+    loaded, dev = load_checkpoint(carded_ckpt), pick_device("cpu", "fp32")
+    first = segment_volume(img, loaded, dev, pixel_size=10.0, min_size=4)
+    sizes = np.bincount(first.labels.ravel())[1:]
+    s = int(np.median(sizes[sizes > 0]))  # an object size this image has
+    coarse = segment_volume(img, loaded, dev, pixel_size=10.0, min_size=4 * s)
+    scaled = instances_volume(first.prob, first.heat, min_size=s, min_distance=4)
+    unscaled = instances_volume(first.prob, first.heat, min_size=4 * s, min_distance=9)
+    assert not np.array_equal(scaled > 0, unscaled > 0)  # the two limits differ on this image
+    np.testing.assert_array_equal(coarse.labels, scaled)
+
+
 # --------------------------------------------------------------------------- all paths
 
 

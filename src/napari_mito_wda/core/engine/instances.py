@@ -53,6 +53,18 @@ def instances_2d(
     return _drop_small(split, min_size)  # watershed may cut slivers off a blob
 
 
+def sizes_at_scale(scale: float, min_size: int = 64, min_distance: int = 9) -> dict:
+    """min_size (pixels) and min_distance (pixels), meant at the model's pixel size, on an image grid one pixel of
+    which spans `scale` model pixels (image nm / model nm, `pixel_size.pixel_scale`; 1.0 when either is unknown).
+
+    The maps come back on the image's own grid, so without this a 10 nm image (scale 2) would drop objects of
+    up to 256 model pixels and a 2.5 nm one keep slivers of 16.
+    """
+    if scale == 1.0:
+        return {"min_size": min_size, "min_distance": min_distance}
+    return {"min_size": max(1, round(min_size / scale**2)), "min_distance": max(1, round(min_distance / scale))}
+
+
 def _prominent(peaks: np.ndarray, heat: np.ndarray, blobs: np.ndarray, h: float) -> np.ndarray:
     """The peaks (sorted high to low, as peak_local_max gives them) of dynamic >= h: one per h-maximum.
 

@@ -13,7 +13,7 @@ from ..data.io import labels_dtype, read_volume, validate_image
 from ..data.pixel_size import image_and_pixel_size, pixel_scale
 from .device import DeviceInfo, pick_device
 from .inference import predict_volume
-from .instances import instances_volume
+from .instances import instances_volume, sizes_at_scale
 from .orthoplanes import check as check_orthoplanes
 
 
@@ -66,5 +66,5 @@ def segment_volume(
     scale = pixel_scale(pixel_size, model.pixel_size_nm)
     prob, heat = predict_volume(model.model, image, device, progress=progress, flips=flips,
                                 max_core=max_core, scale=scale, orthoplanes=orthoplanes)
-    labels = instances_volume(prob, heat, link_3d=link_3d, threshold=threshold, min_size=min_size)
+    labels = instances_volume(prob, heat, link_3d=link_3d, threshold=threshold, **sizes_at_scale(scale, min_size))
     return Segmentation(labels=labels.astype(labels_dtype(labels)), prob=prob, heat=heat)

@@ -201,7 +201,7 @@ def instances_task(i: int, ctx: TaskContext) -> int:
     win = window_box((y0, y1, x0, x1), shape[1:], ctx.settings.instance_halo)
     wbox = (slice(z0, z1), slice(win[0], win[1]), slice(win[2], win[3]))
     prob, heat = _array(ctx.work, "prob", "r")[wbox], _array(ctx.work, "heat", "r")[wbox]
-    part = chunk_instances(prob, heat, z0, (y0, y1, x0, x1), win, shape, **ctx.settings.instance_kw())
+    part = chunk_instances(prob, heat, z0, (y0, y1, x0, x1), win, shape, **ctx.settings.instance_kw(ctx.scale))
     _array(ctx.work, "_local")[z0:z1, y0:y1, x0:x1] = part.local
     side = Path(ctx.work) / "_work" / "faces" / f"{i}.npz"
     side.parent.mkdir(parents=True, exist_ok=True)

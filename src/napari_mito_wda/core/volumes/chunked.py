@@ -34,6 +34,7 @@ import numpy as np
 
 from ..data.io import InputError, check_new_path
 from ..data.pixel_size import check_pixel_size, in_plane, pixel_scale
+from ..engine.instances import sizes_at_scale
 from .chunk_tasks import (
     Grid,
     ModelPayload,
@@ -70,8 +71,10 @@ class ChunkSettings:
     batch_size: int = 1  # slices per network call: on CPU, batches of large tiles run slower per pixel
     keep_maps: bool = True  # keep `prob` and `heat` in the output (else removed at the end)
 
-    def instance_kw(self) -> dict:
-        return {k: getattr(self, k) for k in INSTANCE_DEFAULTS}
+    def instance_kw(self, scale: float = 1.0) -> dict:
+        """The instance step's settings on the image grid (scale: image nm / model nm, as segment_volume)."""
+        kw = {k: getattr(self, k) for k in INSTANCE_DEFAULTS}
+        return kw | sizes_at_scale(scale, self.min_size, self.min_distance)
 
 
 @dataclass
