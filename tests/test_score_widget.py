@@ -83,15 +83,21 @@ def test_score_refuses_clearly_without_crashing(viewer_and_widget, captured_erro
     assert widget.gt_combo.currentText() == "(none)"
 
 
+def _em_with_ground_truth(viewer, widget, small_volume):
+    """An image 'em' and its true instances, chosen as the ground truth; returns the instances."""
+    image, instances = small_volume
+    viewer.add_image(image, name="em")
+    viewer.add_labels(np.asarray(instances), name="em ground truth")
+    widget.gt_combo.setCurrentText("em ground truth")
+    return instances
+
+
 @pytest.mark.gui
 def test_predict_scores_again_once_a_ground_truth_is_chosen(
     viewer_and_widget, qtbot, small_volume, default_model_file, wait_worker, captured_errors
 ):
     viewer, widget = viewer_and_widget
-    image, instances = small_volume
-    viewer.add_image(image, name="em")
-    viewer.add_labels(np.asarray(instances), name="em ground truth")
-    widget.gt_combo.setCurrentText("em ground truth")
+    instances = _em_with_ground_truth(viewer, widget, small_volume)
     assert widget.scorer.n_scored == 0 and "Dice" not in widget.score_label.text()
 
     widget.predict_button.click()  # the shipped model, no Score pressed
@@ -114,10 +120,7 @@ def test_live_updates_of_an_adaptation_are_scored(
     from .conftest import TINY_ADAPT
 
     viewer, widget = viewer_and_widget
-    image, instances = small_volume
-    viewer.add_image(image, name="em")
-    viewer.add_labels(np.asarray(instances), name="em ground truth")
-    widget.gt_combo.setCurrentText("em ground truth")
+    instances = _em_with_ground_truth(viewer, widget, small_volume)
     widget.set_model_path(adaptable_model_file)
     widget.add_points_layer().add([[0, 40, 40], [1, 30, 60], [2, 50, 50]])
     # each scoring shown: (the job running then, live updates written before it)
