@@ -102,24 +102,30 @@ def render() -> None:
     if not rows:
         return
     table = markdown_table(["arm", "round", "positive clicks", "negative clicks", "Lucchi test Dice", "AJI", "s"],
-                           [[r["arm"], r["round"], r["n_pos"], r["n_neg"], r["dice"], r["aji"], r["seconds"]]
+                           [[r["arm"] + (" + flip check" if r.get("flip_check") else ""), r["round"],
+                             r["n_pos"], r["n_neg"], r["dice"], r["aji"], r["seconds"]]
                             for r in rows])
     r0 = rows[0]
-    cmd = (f".venv/bin/python benchmarks/bench_annotation.py --iters {r0['iters']} --rounds {r0['rounds']} "
-           f"-n {r0['n']} --start-clicks {r0['start_clicks']} --test-slices {r0['test_slices']} "
-           f"--threads {r0['threads']}")
+    runs = sorted({(r["arm"], r["threads"], bool(r.get("flip_check"))) for r in rows})
+    cmd = "; ".join(
+        f"`.venv/bin/python benchmarks/bench_annotation.py --iters {r0['iters']} --rounds {r0['rounds']} "
+        f"-n {r0['n']} --start-clicks {r0['start_clicks']} --test-slices {r0['test_slices']} --threads {t} "
+        f"--arms {arm}{' --flip-check' if flip else ''}`" for arm, t, flip in runs)
     update_section("annotation", f"""## The annotation loop (simulated user)
 
 Start: {r0['start_clicks']} clicks on Lucchi train, one adaptation of {r0['iters']} iterations; then each round
 {r0['n']} more answered clicks and {r0['iters']} more iterations (resumed). "suggest": the model's suggestions,
 answered by an oracle from the train labels (positive inside a mitochondrion, else negative); "random": the
-same number of positive clicks on random objects. Scored on the first {r0['test_slices']} Lucchi test slices.
-One seed ({r0['seed']}); the two arms ran side by side with other work, {r0['threads']} thread each.
+same number of positive clicks on random objects; "+ flip check": the suggestions also ranked by how much
+the prediction changes when the image is mirrored (`--flip-check`). Scored on the first {r0['test_slices']}
+Lucchi test slices.
+One seed ({r0['seed']}); threads per run in its command below (the first two arms ran side by side with other
+work; "+ flip check" ran alone).
 
 {table}
 
 Measured {', '.join(sorted({r['date'] for r in rows}))} at commit {', '.join(sorted({r['commit'] for r in rows}))}
-on {r0['machine']}. Reproduce (one arm per process: `--arms suggest`, `--arms random`): `{cmd}`
+on {r0['machine']}. Reproduce (one process per arm): {cmd}
 """)
 
 
