@@ -14,14 +14,18 @@ from skimage.feature import peak_local_max
 from skimage.morphology import h_maxima
 from skimage.segmentation import watershed
 
+# Defaults of the instance step, in pixels at the model's pixel size (sizes_at_scale puts them on an image's grid).
+MIN_SIZE = 64
+MIN_DISTANCE = 9
+
 
 def instances_2d(
     prob: np.ndarray,
     heat: np.ndarray | None = None,
     threshold: float = 0.5,
-    min_size: int = 64,
+    min_size: int = MIN_SIZE,
     peak_threshold: float = 0.5,
-    min_distance: int = 9,
+    min_distance: int = MIN_DISTANCE,
     peak_prominence: float = 0.3,
 ) -> np.ndarray:
     """Instance ids (int32) of one slice; 0 = background.
@@ -53,7 +57,7 @@ def instances_2d(
     return _drop_small(split, min_size)  # watershed may cut slivers off a blob
 
 
-def sizes_at_scale(scale: float, min_size: int = 64, min_distance: int = 9) -> dict:
+def sizes_at_scale(scale: float, min_size: int = MIN_SIZE, min_distance: int = MIN_DISTANCE) -> dict:
     """min_size (pixels) and min_distance (pixels), meant at the model's pixel size, on an image grid one pixel of
     which spans `scale` model pixels (image nm / model nm, `pixel_size.pixel_scale`; 1.0 when either is unknown).
 

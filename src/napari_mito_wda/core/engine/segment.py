@@ -13,7 +13,7 @@ from ..data.io import labels_dtype, read_volume, validate_image
 from ..data.pixel_size import image_and_pixel_size, pixel_scale
 from .device import DeviceInfo, pick_device
 from .inference import predict_volume
-from .instances import instances_volume, sizes_at_scale
+from .instances import MIN_SIZE, instances_volume, sizes_at_scale
 from .orthoplanes import check as check_orthoplanes
 
 
@@ -32,7 +32,7 @@ def segment_volume(
     flips: bool = False,
     link_3d: bool = False,
     threshold: float = 0.5,
-    min_size: int = 64,
+    min_size: int = MIN_SIZE,
     max_core: int = 1024,
     pixel_size: float | None = None,
     orthoplanes: bool = False,

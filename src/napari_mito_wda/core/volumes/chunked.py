@@ -34,7 +34,7 @@ import numpy as np
 
 from ..data.io import InputError, check_new_path
 from ..data.pixel_size import check_pixel_size, in_plane, pixel_scale
-from ..engine.instances import sizes_at_scale
+from ..engine.instances import MIN_DISTANCE, MIN_SIZE, sizes_at_scale
 from .chunk_tasks import (
     Grid,
     ModelPayload,
@@ -61,9 +61,9 @@ class ChunkSettings:
     max_core: int = 1024  # largest tile core in working pixels (bounds network memory)
     flips: bool = False
     threshold: float = 0.5
-    min_size: int = 64
+    min_size: int = MIN_SIZE
     peak_threshold: float = 0.5
-    min_distance: int = 9
+    min_distance: int = MIN_DISTANCE
     peak_prominence: float = 0.3
     torch_threads: int | None = None  # per task; default: cores / worker threads on a LocalCluster
     precision: str = "auto"

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..engine.instances import instances_2d
+from ..engine.instances import MIN_DISTANCE, MIN_SIZE, instances_2d
 
-INSTANCE_DEFAULTS = {"threshold": 0.5, "min_size": 64, "peak_threshold": 0.5, "min_distance": 9,
+INSTANCE_DEFAULTS = {"threshold": 0.5, "min_size": MIN_SIZE, "peak_threshold": 0.5, "min_distance": MIN_DISTANCE,
                      "peak_prominence": 0.3}
 
 
