@@ -42,6 +42,8 @@ if __name__ == "__main__":
     ap.add_argument("--elastic", type=float, default=0.0, help="share of crops warped elastically")
     ap.add_argument("--cut-paste", type=float, default=0.0,
                     help="share of crops with a window of another slice pasted in (labels too)")
+    ap.add_argument("--degrade", type=float, default=0.0,
+                    help="share of crops given coarser sampling and a random tone curve (another microscope)")
     ap.add_argument("--det-head-only", action="store_true",
                     help="train only the centre head (trunk and segmentation frozen; use with --init)")
     ap.add_argument("--recard", action="store_true", help="rewrite the card of --out only (no training)")
@@ -55,7 +57,7 @@ if __name__ == "__main__":
     pretrain(
         a.image, a.labels, a.out, settings=FitSettings(
             minutes=a.minutes, seed=a.seed, lr=a.lr, augment=a.augment, det_pos_weight=a.det_pos_weight,
-            det_head_only=a.det_head_only, elastic=a.elastic, cut_paste=a.cut_paste,
+            det_head_only=a.det_head_only, elastic=a.elastic, cut_paste=a.cut_paste, degrade=a.degrade,
             scale=tuple(float(v) for v in a.scale.split(","))), holdout=a.holdout,
         threads=a.threads, overwrite=True, voxel_size=tuple(float(v) for v in a.voxel_size.split(",")), init=a.init,
     )

@@ -55,6 +55,7 @@ def test_suggest_next_keep_and_reject_move_the_view_and_the_points(
     widget.suggest_button.click()  # before any prediction: a message, no layer
     assert "press Predict first" in widget.status_label.text() and "em suggested clicks" not in viewer.layers
     widget.annotator.n_spin.setValue(4)
+    widget.annotator.flip_check.setChecked(False)  # filled at once (the flip-checked path: the next test)
     widget.predict_button.click()
     wait_worker(widget)
     widget.suggest_button.click()
@@ -83,6 +84,37 @@ def test_suggest_next_keep_and_reject_move_the_view_and_the_points(
     widget.suggest_button.click()
     again = np.asarray(viewer.layers["em suggested clicks"].data)
     assert not any(np.allclose(a, p) for a in again for p in pts[1:3])
+
+
+@pytest.mark.gui
+def test_flip_checked_suggestions_come_from_a_mirrored_pass_in_the_background(
+    viewer_and_widget, target, default_model_file, qtbot, wait_worker
+):
+    from napari_mito_wda.core.adapt.suggest import mirrored_prob, suggest_points
+
+    viewer, widget = viewer_and_widget
+    viewer.add_image(target, name="em", scale=SCALE)
+    annotator = widget.annotator
+    annotator.n_spin.setValue(6)
+    assert annotator.flip_check.isChecked()  # on by default
+    widget.predict_button.click()
+    wait_worker(widget)
+    with qtbot.waitSignal(annotator.suggested, timeout=60000) as done:
+        worker = annotator.suggest()
+        assert worker is not None and annotator.is_suggesting and not widget.suggest_button.isEnabled()
+        assert "mirrored image" in widget.status_label.text()
+    qtbot.waitUntil(lambda: not annotator.is_suggesting, timeout=10000)  # the worker's `finished` comes next
+    assert widget.suggest_button.isEnabled()
+    layer = done.args[0]
+    assert same_layer(layer, viewer.layers["em suggested clicks"]) and layer.metadata["suggestions"]["flip_checked"]
+    # the same ranking as the core's, given the mirrored probability of the prediction's own model
+    maps = annotator._maps
+    pixel_size = annotator.inputs.pixel_size()
+    flipped = (np.clip(mirrored_prob(target, maps["model"], pixel_size=pixel_size), 0, 1) * 255).astype(np.uint8)
+    expected = suggest_points(maps["prob"] / 255.0, maps["heat"] / 255.0, 6, flipped_prob=flipped / 255.0)
+    plain = suggest_points(maps["prob"] / 255.0, maps["heat"] / 255.0, 6)
+    assert len(expected) and np.allclose(layer.data, expected.points)
+    assert not np.allclose(expected.scores, plain.scores)  # the mirrored pass changed the scores
 
 
 def _empty_spot(plane: np.ndarray, radius: int) -> tuple[int, int]:

@@ -1,21 +1,23 @@
 """The dock widget's "Teach the model" box: negative clicks, and suggested clicks to answer one by one.
 
-:class:`SuggestSection` owns the image's ``<image> not mitochondria`` Points layer (red crosses: the
-objects under them become background in the adaptation, core/adapt/negatives.py) and its
-``<image> suggested clicks`` layer, filled by "Suggest clicks" from the last whole-image prediction
-(core/adapt/suggest.py). "Next suggestion" moves the view to the next one and selects it; "Keep as
-mitochondrion" / "Not a mitochondrion" move it into the centres or the negative layer. All of it works
-while an adaptation runs: the running adaptation takes the clicks up at its next round. Signals:
-``negatives_changed()``, ``status(str)``, ``failed(str)``.
+:class:`SuggestSection` owns the image's ``<image> not mitochondria`` Points layer (red crosses: the objects
+under them become background in the adaptation, core/adapt/negatives.py) and its ``<image> suggested clicks``
+layer, filled by "Suggest clicks" from the last whole-image prediction (core/adapt/suggest.py), with the flip
+check by default: the model of that prediction segments the mirrored image once more in a worker thread, and
+objects whose probability changes rank first. "Next suggestion" moves the view to the next one and selects it;
+"Keep as mitochondrion" / "Not a mitochondrion" move it into the centres or the negative layer. All of it
+works while an adaptation runs: the running adaptation takes the clicks up at its next round. Signals:
+``negatives_changed()``, ``suggested(layer)`` (the suggestions are in), ``status(str)``, ``failed(str)``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox, QWidget
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QSpinBox, QWidget
 
 from ._inputs_ui import points_layer_on
+from ._jobs import alive_only
 from ._util import layer_named, points_in_image_coords, same_layer
 
 NEGATIVE_SUFFIX = " not mitochondria"
@@ -26,13 +28,15 @@ class SuggestSection(QGroupBox):
     """'Not mitochondria' clicks, suggested clicks and the buttons that answer them."""
 
     negatives_changed = Signal()
+    suggested = Signal(object)
     status = Signal(str)
     failed = Signal(str)
 
     def __init__(self, viewer, inputs, parent: QWidget | None = None):
         super().__init__("Teach the model", parent)
         self.viewer, self.inputs = viewer, inputs
-        self._maps: dict | None = None   # the last prediction: image name, uint8 probability and heatmap
+        self._maps: dict | None = None   # the last prediction: image name, uint8 maps, the model behind them
+        self._flip_worker = None         # the mirrored pass of "Suggest clicks", while it runs
         self._current: int | None = None  # index of the suggestion in view
         self._watched = None             # the negative layer whose edits are announced
         form = QFormLayout(self)
@@ -47,6 +51,11 @@ class SuggestSection(QGroupBox):
         self.suggest_button.setToolTip("After Predict: the places where a click would teach the model most (unsure "
                                        "objects, the two heads disagreeing), spread over the image")
         self.suggest_button.clicked.connect(self.suggest)
+        self.flip_check = QCheckBox("Check the mirrored image too (one more pass)")
+        self.flip_check.setChecked(True)
+        self.flip_check.setToolTip("Segments the mirrored image with the model of the last prediction (in the "
+                                   "background) and ranks first the objects whose probability changes: the model "
+                                   "is unsure of them")
         self.next_button = QPushButton("Next suggestion")
         self.next_button.clicked.connect(self.next_suggestion)
         self.keep_button = QPushButton("Keep as mitochondrion")
@@ -58,6 +67,7 @@ class SuggestSection(QGroupBox):
             row.addWidget(b)
         form.addRow(self.add_negative_button)
         form.addRow("Suggestions:", self.n_spin)
+        form.addRow(self.flip_check)
         form.addRow(self.suggest_button)
         form.addRow(self.next_button)
         form.addRow(row)
@@ -121,19 +131,72 @@ class SuggestSection(QGroupBox):
         prob = (np.clip(result.prob, 0, 1) * 255).astype(np.uint8)
         old = self._maps
         previous = old["prob"] if old and old["image"] == image_name and old["prob"].shape == prob.shape else None
-        self._maps = {"image": image_name, "prob": prob, "previous": previous,
+        self._maps = {"image": image_name, "prob": prob, "previous": previous, "model": result.model,
                       "heat": (np.clip(result.heat, 0, 1) * 255).astype(np.uint8)}
 
-    def suggest(self):
-        """Fill the suggested-clicks layer from the last prediction of the selected image; return it."""
-        from .core.adapt.suggest import suggest_points
+    @property
+    def is_suggesting(self) -> bool:
+        """The mirrored pass of "Suggest clicks" is running."""
+        return self._flip_worker is not None
 
+    def suggest(self):
+        """Suggest clicks in the selected image from its last prediction.
+
+        Without the flip check the layer is filled at once and returned; with it, the mirrored pass starts
+        in a worker thread and that worker is returned: the layer follows (``suggested``).
+        """
         image = self.inputs.checked_image()
         if image is None:
             return None
         if self._maps is None or self._maps["image"] != image.name:
             self.failed.emit(f"No prediction of {image.name!r} yet: press Predict first, then Suggest clicks.")
             return None
+        if self._flip_worker is not None:
+            self.failed.emit("Suggestions are already being computed; wait for them.")
+            return None
+        if not self.flip_check.isChecked() or self._maps["model"] is None:
+            return self._fill(image, None)
+        return self._start_flip_pass(image)
+
+    def _start_flip_pass(self, image):
+        from napari.qt.threading import thread_worker
+
+        from .core.adapt.suggest import mirrored_prob
+
+        maps = self._maps
+        data = np.asarray(image.data)  # read here: the worker never touches a layer
+        pixel_size = self.inputs.pixel_size()
+
+        def mirrored():  # the model of the maps: a running adaptation trains a copy, never this one
+            return (np.clip(mirrored_prob(data, maps["model"], pixel_size=pixel_size), 0, 1) * 255).astype(np.uint8)
+
+        worker = thread_worker(mirrored, start_thread=False, ignore_errors=True)()
+        name = image.name
+        worker.returned.connect(alive_only(self, lambda flipped: self._on_mirrored(name, maps, flipped)))
+        worker.errored.connect(alive_only(self, lambda exc: self.failed.emit(f"Suggesting clicks failed: {exc}")))
+        worker.finished.connect(alive_only(self, self._on_flip_finished))
+        self._flip_worker = worker
+        self.suggest_button.setEnabled(False)
+        self.status.emit(f"Suggesting clicks in {name!r}: segmenting the mirrored image …")
+        worker.start()
+        return worker
+
+    def _on_mirrored(self, name: str, maps: dict, flipped: np.ndarray) -> None:
+        image = layer_named(self.viewer, name)
+        if image is None or maps is not self._maps:  # the image went, or a new prediction came meanwhile
+            self.status.emit(f"The suggestions for {name!r} were dropped: the image or its prediction changed "
+                             "meanwhile; press Suggest clicks again.")
+            return
+        self._fill(image, flipped)
+
+    def _on_flip_finished(self) -> None:
+        self._flip_worker = None
+        self.suggest_button.setEnabled(True)
+
+    def _fill(self, image, flipped):
+        """Rank the candidates (flipped: uint8 mirrored probability, or None), fill the layer, return it."""
+        from .core.adapt.suggest import suggest_points
+
         given = [np.asarray(p, float) for p in (self.inputs.centres_in_image_coords(image),
                                                 self.negatives_in_image_coords(image)) if len(p)]
         existing = np.concatenate(given) if given else np.zeros((0, image.ndim))
@@ -141,17 +204,23 @@ class SuggestSection(QGroupBox):
             existing = np.column_stack([np.zeros(len(existing)), existing])
         m = self._maps
         sug = suggest_points(m["prob"] / 255.0, m["heat"] / 255.0, int(self.n_spin.value()), existing_points=existing,
-                             previous_prob=None if m["previous"] is None else m["previous"] / 255.0)
+                             previous_prob=None if m["previous"] is None else m["previous"] / 255.0,
+                             flipped_prob=None if flipped is None else flipped / 255.0)
         pts = sug.points if image.ndim == 3 else sug.points[:, 1:]
         layer = points_layer_on(self.viewer, image, f"{image.name}{SUGGESTED_SUFFIX}", face_color="transparent",
                                 border_color="cyan", symbol="diamond")
         layer.data = pts
+        # what ranked them, for the user (layer info) and for scripts
+        layer.metadata["suggestions"] = {"flip_checked": flipped is not None, "kinds": list(sug.kinds),
+                                         "scores": [round(float(v), 4) for v in sug.scores]}
         self._current = None
         self._enable_answers()
         note = f" ({sug.message})" if sug.message else ""
-        self.status.emit(f"{len(sug)} suggested clicks in {image.name!r}{note}; press Next suggestion.")
+        how = ", flip-checked" if flipped is not None else ""
+        self.status.emit(f"{len(sug)} suggested clicks in {image.name!r}{how}{note}; press Next suggestion.")
         if len(sug):
             self.next_suggestion()
+        self.suggested.emit(layer)
         return layer
 
     def next_suggestion(self) -> int | None:

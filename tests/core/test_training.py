@@ -163,10 +163,24 @@ def test_cut_paste_moves_image_and_labels_of_the_donor_together():
     assert (lab == 1).mean() == pytest.approx(0.25) and np.array_equal(img > 0.5, lab == 1)
 
 
-def test_fit_runs_with_elastic_and_cut_paste():
+def test_degrade_blurs_detail_and_remaps_grey_monotonically():
+    from napari_mito_wda.core.training.augment import degrade
+
+    ramp = np.tile(np.linspace(0, 1, 64, dtype=np.float32), (64, 1))
+    checker = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)  # finest detail there is
+    for seed in range(5):
+        out = degrade(np.random.default_rng(seed), ramp)
+        assert out.shape == ramp.shape and out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+        assert np.all(np.diff(out[32, 2:-2]) >= -1e-6)  # a tone curve, not a shuffle: order of grey kept
+        assert abs(out - ramp).max() > 0.02  # and not the identity
+        fine = degrade(np.random.default_rng(seed), checker)
+        assert fine[8:-8, 8:-8].std() < 0.6 * checker.std()  # pixel-level detail is lost
+
+
+def test_fit_runs_with_elastic_cut_paste_and_degrade():
     img, inst = _small_data(seed=4)
     data = prepare_slices(img, inst > 0, factor=1, sigma=3.0)
     model = MultiTaskUNet(ModelConfig(base=8, depth=2, proj_dim=4, downsample=1))
-    settings = FitSettings(max_iters=12, batch=2, crop=64, report_every=4, elastic=0.5, cut_paste=0.5)
+    settings = FitSettings(max_iters=12, batch=2, crop=64, report_every=4, elastic=0.5, cut_paste=0.5, degrade=0.5)
     reports = list(fit(data, settings, model=model))
     assert reports[-1].done and reports[-1].step == 12 and np.isfinite(reports[-1].losses["seg"])

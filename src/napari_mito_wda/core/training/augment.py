@@ -1,9 +1,10 @@
 """Random crops and augmentations for training (numpy + torch, CPU-cheap).
 
-Geometry (random resized crop, the 8 flips/transposes, elastic deformation, same-domain cut-and-paste)
-moves image, mask and heatmap together; intensity changes (gamma, contrast, brightness, noise, blur)
-touch the image only. Strong intensity augmentation is what lets a source model survive the change of
-microscope; elastic and cut-and-paste give it shapes and contexts VNC III alone does not hold.
+Geometry (random resized crop, the 8 flips/transposes, elastic deformation, same-domain cut-and-paste) moves
+image, mask and heatmap together; intensity changes (gamma, contrast, brightness, noise, blur, and the coarser
+sampling and tone curve of `degrade`) touch the image only. Strong intensity augmentation is what lets a
+source model survive the change of microscope; elastic and cut-and-paste give it shapes and contexts VNC III
+alone does not hold.
 """
 
 from __future__ import annotations
@@ -61,6 +62,24 @@ def intensity(rng: np.random.Generator, img: np.ndarray, strength: float = 1.0) 
     if rng.random() < 0.6:
         img = img + rng.normal(0, rng.uniform(0.0, 0.08) * strength, img.shape)
     return np.clip(img, 0, 1).astype(np.float32)
+
+
+def degrade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """Another microscope's look on an image in [0, 1]: coarser sampling and a different tone curve.
+
+    The slice is shrunk by 1.3-2.5x and blown up again (detail lost as at a larger pixel or a thicker
+    section), then passed through a random monotone curve (five knots), which gamma and contrast alone
+    cannot make: stains and detectors differ in how they map density to grey, not just in its range.
+    """
+    h, w = img.shape
+    f = float(rng.uniform(1.3, 2.5))
+    t = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))[None, None]
+    small = F.interpolate(t, size=(max(4, round(h / f)), max(4, round(w / f))), mode="area")
+    img = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+    knots = np.concatenate([[0.0], np.sort(rng.uniform(0, 1, 3)), [1.0]])
+    mix = float(rng.uniform(0.3, 1.0))  # part identity, so no crop loses all of its contrast
+    values = (1 - mix) * knots + mix * np.concatenate([[0.0], np.sort(rng.uniform(0, 1, 3)), [1.0]])
+    return np.interp(np.clip(img, 0, 1), knots, values).astype(np.float32)
 
 
 def elastic(rng: np.random.Generator, planes: list[np.ndarray], alpha: float = 6.0, sigma: float = 10.0

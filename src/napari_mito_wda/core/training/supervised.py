@@ -21,7 +21,7 @@ from ..data.io import normalize_slice
 from ..engine.device import DeviceInfo, pick_device
 from ..engine.inference import predict_working, to_working
 from ..engine.model import ModelConfig, MultiTaskUNet
-from .augment import cut_paste, dihedral, elastic, intensity, random_crop
+from .augment import cut_paste, degrade, dihedral, elastic, intensity, random_crop
 from .targets import centre_heatmap, instance_centres
 
 IGNORE = 255
@@ -43,6 +43,7 @@ class FitSettings:
     # maps pull the peaks down (the shipped model's heat at true Lucchi centres: median 0.32, target 1.0)
     elastic: float = 0.0           # share of crops warped elastically (augment.elastic)
     cut_paste: float = 0.0         # share of crops that get a window of another slice pasted in, labels too
+    degrade: float = 0.0           # share of crops seen as through another microscope (augment.degrade)
     det_head_only: bool = False    # train the centre head alone on frozen features: the segmentation stays
     # bit-identical, so a detector can be fixed without re-opening what the trunk learnt
     val_every_s: float = 60.0
@@ -110,7 +111,7 @@ def _label_planes(label: np.ndarray) -> list[np.ndarray]:
 
 def crop_sample(rng: np.random.Generator, img: np.ndarray, label: np.ndarray, extras: list[np.ndarray],
                 crop: int, augment: float, scale=(0.8, 1.25), elastic_p: float = 0.0,
-                donor: tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None = None
+                donor: tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None = None, degrade_p: float = 0.0
                 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """One augmented crop: image, label in {0, 1, IGNORE} and any extra float planes, same geometry.
 
@@ -123,11 +124,14 @@ def crop_sample(rng: np.random.Generator, img: np.ndarray, label: np.ndarray, ex
         other = _geometry(rng, [d_img, *_label_planes(d_label), *d_extras], crop, scale, elastic_p)
         planes = cut_paste(rng, planes, other, crop // 2)
     lab = np.where(planes[2] < 0.5, IGNORE, planes[1] > 0.5).astype(np.int64)
-    return intensity(rng, planes[0], augment), lab, planes[3:]
+    img = planes[0]
+    if degrade_p > 0 and rng.random() < degrade_p:  # no draw when off, as for elastic
+        img = degrade(rng, img)
+    return intensity(rng, img, augment), lab, planes[3:]
 
 
 def sample_batch(rng: np.random.Generator, data: SlicePlanes, batch: int, crop: int, augment: float,
-                 scale=(0.8, 1.25), elastic_p: float = 0.0, paste_p: float = 0.0):
+                 scale=(0.8, 1.25), elastic_p: float = 0.0, paste_p: float = 0.0, degrade_p: float = 0.0):
     imgs, masks, heats = [], [], []
     for _ in range(batch):
         z = int(rng.integers(0, len(data)))
@@ -136,7 +140,7 @@ def sample_batch(rng: np.random.Generator, data: SlicePlanes, batch: int, crop: 
             d = int(rng.integers(0, len(data)))
             donor = (data.images[d], data.masks[d], [data.heats[d]])
         img, lab, (h,) = crop_sample(rng, data.images[z], data.masks[z], [data.heats[z]], crop, augment, scale,
-                                     elastic_p, donor)
+                                     elastic_p, donor, degrade_p)
         imgs.append(img)
         masks.append(lab)
         heats.append(h)
@@ -231,7 +235,7 @@ def fit(
         for g in opt.param_groups:
             g["lr"] = lr
         x, y, h = sample_batch(rng, train, settings.batch, settings.crop, settings.augment, settings.scale,
-                               settings.elastic, settings.cut_paste)
+                               settings.elastic, settings.cut_paste, settings.degrade)
         x = x.to(dev.device).contiguous(memory_format=torch.channels_last)
         with dev.autocast():
             out = model(x)
