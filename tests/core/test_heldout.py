@@ -134,3 +134,32 @@ def test_the_cli_prints_and_saves_the_held_out_estimate(adaptable_model_file, tm
     assert "held-out clicks inside a predicted object:" in cap.out and "/1 (" in cap.out  # the summary
     (run,) = load_checkpoint(out).meta["adaptations"]
     assert run["quality"]["n_heldout"] == 1 and run["n_clicks"] == 6
+
+
+def test_a_share_of_the_negative_clicks_is_held_out_too_judges_and_never_trains(many_clicks, monkeypatch):
+    img, loaded, source, clicks = many_clicks
+    rng = np.random.default_rng(3)
+    negatives = np.column_stack([rng.integers(0, img.shape[0], 10), rng.integers(2, img.shape[1] - 2, 10),
+                                 rng.integers(2, img.shape[2] - 2, 10)]).astype(float)
+    given = []  # the negative clicks the training side was handed (the real function still runs)
+    real = loop.build_round
+
+    def spy(*a, **k):
+        given.append(k["negatives"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "build_round", spy)
+    reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source, negative_points=negatives))
+    done = reports[-1]
+    neg_train, neg_held = ClickSplit(0.2, seed=1).split(negatives)  # the loop's split of the negatives
+    assert len(neg_held) == held_out_count(10, 0.2) == 2
+    trained = {(float(z), *np.round(p, 1)) for by_z in given for z, ps in by_z.items() for p in ps}
+    assert given and trained == _keys(neg_train) and not trained & _keys(neg_held)
+    pred = done.prediction
+    held = ClickSplit(0.2, seed=0).split(clicks)[1]
+    held_w = points_by_slice(held)
+    expected = selection_score(pred["prob"], pred["heat"], held_w, pred["slices"], negatives=points_by_slice(neg_held))
+    assert done.score == pytest.approx(expected)
+    assert done.quality["n_heldout_negative"] == 2 and 0.0 <= done.quality["heldout_negative_spared"] <= 1.0
+    assert "'not mitochondria' clicks left as background" in describe_quality(done.quality)
+    assert f"({len(held) + 2} held out" in reports[0].message

@@ -1,5 +1,6 @@
 """Held-out clicks: a seeded share of the user's clicks that the adaptation never trains on, to pick the
-model to keep and to tell the user how good it is (the share of held-out objects it finds).
+model to keep and to tell the user how good it is (the share of held-out objects it finds). Negative
+("not mitochondria") clicks are split the same way: a held-out one must stay background.
 
 The selection used to score each model on the clicks it trained on, so the score rose where test Dice
 fell. A held-out click is an object the model was not told about, like the thousands the user did not
@@ -83,19 +84,34 @@ def click_hits(prob: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int]) -
     return (hit / n if n else 0.0), (centred / n if n else 0.0), n
 
 
+def negatives_spared(prob: np.ndarray, negatives: dict[int, np.ndarray], zs: list[int]) -> tuple[int, int]:
+    """(negative clicks off the predicted foreground, negative clicks) on the predicted slices zs."""
+    spared = n = 0
+    for k, z in enumerate(zs):
+        fg = prob[k] > 0.5
+        for y, x in negatives.get(z, ()):
+            spared += int(not fg[min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)])
+            n += 1
+    return spared, n
+
+
 def heldout_quality(prob: np.ndarray, zs: list[int], held: dict[int, np.ndarray],
-                    start_prob: dict[int, np.ndarray] | None = None) -> dict:
-    """The quality estimate the user sees: the share of held-out clicks the model's prediction holds.
+                    start_prob: dict[int, np.ndarray] | None = None,
+                    held_negatives: dict[int, np.ndarray] | None = None) -> dict:
+    """The quality estimate the user sees: the share of held-out clicks the model's prediction holds, and
+    of held-out "not mitochondria" clicks it leaves as background.
 
     start_prob: the starting model's probability by slice, for the same share before adaptation (on the
     held-out clicks of the slices it holds).
     """
     hit, centred, n = click_hits(prob, held, zs)
+    spared, n_neg = negatives_spared(prob, held_negatives or {}, zs)
+    negative = {"n_heldout_negative": n_neg, "heldout_negative_spared": round(spared / n_neg, 4) if n_neg else None}
     if not n:
         return {"n_heldout": 0, "heldout_hit_rate": None, "heldout_centring": None, "start_hit_rate": None,
-                "note": f"no estimate: with fewer than {MIN_CLICKS} clicks every click trains"}
+                "note": f"no estimate: with fewer than {MIN_CLICKS} clicks every click trains"} | negative
     q = {"n_heldout": n, "heldout_hit_rate": round(float(hit), 4), "heldout_centring": round(float(centred), 4),
-         "start_hit_rate": None}
+         "start_hit_rate": None} | negative
     if start_prob:
         zs0 = [z for z in held if z in start_prob]
         if zs0:
@@ -104,13 +120,18 @@ def heldout_quality(prob: np.ndarray, zs: list[int], held: dict[int, np.ndarray]
 
 
 def describe_quality(q: dict | None) -> str:
-    """One line for the CLI and the widget: 'held-out clicks: 7/9 found (start 5/9)'."""
+    """One line for the CLI and the widget: 'held-out clicks inside a predicted object: 7/9 (...)'."""
     if not q:
         return ""
+    neg = ""
+    if q.get("n_heldout_negative"):
+        n_neg = q["n_heldout_negative"]
+        neg = (f"held-out 'not mitochondria' clicks left as background: "
+               f"{round(q['heldout_negative_spared'] * n_neg)}/{n_neg}")
     if not q.get("n_heldout"):
-        return "quality estimate: " + q.get("note", "none")
+        return "quality estimate: " + q.get("note", "none") + (f"; {neg}" if neg else "")
     n = q["n_heldout"]
     found = round(q["heldout_hit_rate"] * n)
     start = "" if q.get("start_hit_rate") is None else f", starting model {q['start_hit_rate']:.0%}"
     return (f"held-out clicks inside a predicted object: {found}/{n} ({q['heldout_hit_rate']:.0%}{start}); "
-            f"centring {q['heldout_centring']:.2f}")
+            f"centring {q['heldout_centring']:.2f}" + (f"; {neg}" if neg else ""))

@@ -90,6 +90,7 @@ def adapt(
     src_protos = source.extras.get("source_prototypes")
 
     split = ClickSplit(s.heldout_share, s.seed)
+    neg_split = ClickSplit(s.heldout_share, s.seed + 1)  # negative evidence is held out the same way
 
     def by_working_slice(pts: np.ndarray) -> dict[int, np.ndarray]:
         return points_by_slice(pts.astype(np.float32) / np.array([1, f / scale, f / scale], np.float32))
@@ -100,28 +101,35 @@ def adapt(
         train, held = split.split(pts)
         return by_working_slice(train), len(pts), by_working_slice(held)
 
-    def working_negatives(raw) -> tuple[dict[int, np.ndarray], int]:
-        pts, _ = validate_points(raw, target.shape)  # never held out: each one removes its own false object
-        return by_working_slice(pts), len(pts)
+    def working_negatives(raw) -> tuple[dict[int, np.ndarray], int, dict[int, np.ndarray]]:
+        """(training negative clicks by slice, n in all, held-out ones by slice), working resolution."""
+        pts, _ = validate_points(raw, target.shape)
+        train, held = neg_split.split(pts)
+        return by_working_slice(train), len(pts), by_working_slice(held)
 
     def working_corr(raw) -> tuple[dict, int]:
         c = check_corrections(raw, target.shape)
         return working_corrections(c, lambda m: to_working(m, f, scale)), 0 if c is None else c.n_objects
 
     def judge(prob, heat) -> float:
-        # Held-out clicks alone where there are any: clicks trained on flatter, negative ones too (on the
-        # sample, 16 negatives let a model of Dice 0.63 outscore the start's 0.69). Their centring alone
-        # (without the heads' agreement) kept the unadapted start on Lucchi (v18): the agreement stays.
-        if held_w:
-            return selection_score(prob, heat, held_w, zs)
+        # Held-out clicks, positive and negative, alone where there are any: clicks trained on flatter (on
+        # the sample, 16 trained-on negatives let a model of Dice 0.63 outscore the start's 0.69). Their
+        # centring alone (without the heads' agreement) kept the unadapted start on Lucchi (v18): the
+        # agreement stays. Without held-out negatives a model that learnt to drop false objects scored as
+        # its start (the annotation loop kept each round's start).
+        if held_w or held_negs:
+            return selection_score(prob, heat, held_w, zs, negatives=held_negs)
         return selection_score(prob, heat, clicks_w, zs, negatives=negs_w)
 
+    def quality(prob) -> dict:
+        return heldout_quality(prob, zs, held_w, start_prob, held_negatives=held_negs)
+
     clicks_w, n_clicks, held_w = working_clicks(clicks)
-    negs_w, n_neg = working_negatives(negative_points)
+    negs_w, n_neg, held_negs = working_negatives(negative_points)
     corr_w, n_corr = working_corr(corrections)
     n_label = min(s.label_slices, len(images))
     zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist())
-                | set(clicks_w) | set(held_w) | set(negs_w) | set(corr_w))
+                | set(clicks_w) | set(held_w) | set(negs_w) | set(held_negs) | set(corr_w))
     rounds = [("stage1", r) for r in range(s.stage1_rounds)] + [("stage2", r + 1) for r in range(s.stage2_rounds)]
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
     prob, heat = predict_slices(model, images, zs, dev)
@@ -130,7 +138,7 @@ def adapt(
                    if s.source_veto is not None else None)
     start_prob = source_prob if source_prob is not None else dict(zip(zs, prob))
     best_score, best_state = judge(prob, heat), copy.deepcopy(model.state_dict())
-    best_quality = heldout_quality(prob, zs, held_w, start_prob)
+    best_quality = quality(prob)
     # The kept model's prediction, reused at the end when its slices are still the ones labelled.
     best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
     best_from, kept_step, new_best = "the starting model", None, True
@@ -138,7 +146,7 @@ def adapt(
     if s.adabn:
         w_bn = adabn(model, images, dev, s.crop, seed=s.seed, n0=s.adabn_n0)
         bn_note = f"; AdaBN weight on the target statistics {w_bn:.2f}"
-    n_held = sum(len(v) for v in held_w.values())
+    n_held = sum(len(v) for v in held_w.values()) + sum(len(v) for v in held_negs.values())
     yield AdaptReport("prepare", 0, len(rounds), 0, time.perf_counter() - t0, budget, n_clicks=n_clicks,
                       best_score=best_score, quality=best_quality, n_negative=n_neg, n_corrected=n_corr,
                       message=f"{len(images)} slices, {n_clicks} clicks"
@@ -157,10 +165,10 @@ def adapt(
             if get_clicks is not None:
                 clicks_w, n_clicks, held_w = working_clicks(get_clicks())
             if get_negative_points is not None:
-                negs_w, n_neg = working_negatives(get_negative_points())
+                negs_w, n_neg, held_negs = working_negatives(get_negative_points())
             if get_corrections is not None:
                 corr_w, n_corr = working_corr(get_corrections())
-            zs = sorted(set(zs) | set(clicks_w) | set(held_w) | set(negs_w) | set(corr_w))
+            zs = sorted(set(zs) | set(clicks_w) | set(held_w) | set(negs_w) | set(held_negs) | set(corr_w))
             if source_prob is not None:
                 source_prob.cover(zs)
         prob, heat = predict_slices(model, images, zs, dev)
@@ -174,7 +182,7 @@ def adapt(
         after_stage1 = r_idx > 0 and rounds[r_idx - 1][0] == "stage1" and stage != "final"
         if (score > best_score + margin and not after_stage1) or s.selection == "last":
             best_score, best_state, best_pred = score, copy.deepcopy(model.state_dict()), pred
-            best_quality = heldout_quality(prob, zs, held_w, start_prob)
+            best_quality = quality(prob)
             best_from, kept_step, new_best = f"step {step}", step, True
         if stage == "final" or (stop is not None and stop()):
             break
@@ -267,7 +275,7 @@ def adapt(
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
                       score=judge(pred["prob"], pred["heat"]), best_score=best_score,
                       n_clicks=n_clicks, n_negative=n_neg, n_corrected=n_corr, prediction=pred, kept_step=kept_step,
-                      quality=heldout_quality(pred["prob"], zs, held_w, start_prob),
+                      quality=quality(pred["prob"]),
                       heat_at_clicks=heat_end,
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept the best-scoring model ({best_from})"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from .heldout import click_hits
+from .heldout import click_hits, negatives_spared
 from .settings import AdaptSettings
 
 
@@ -39,20 +39,9 @@ def selection_score(prob: np.ndarray, heat: np.ndarray, clicks: dict[int, np.nda
         peaks_on += int((pk & fg).sum())
     agree = (hits / comps if comps else 0.0) * (peaks_on / peaks if peaks else 0.0)
     _, centred, n_pos = click_hits(prob, clicks, zs)
-    spared, n_neg = _negatives_spared(prob, negatives or {}, zs)
+    spared, n_neg = negatives_spared(prob, negatives or {}, zs)
     n_clicks = n_pos + n_neg
     return float(agree if n_clicks == 0 else 0.5 * agree + 0.5 * (centred * n_pos + spared) / n_clicks)
-
-
-def _negatives_spared(prob: np.ndarray, negatives: dict[int, np.ndarray], zs: list[int]) -> tuple[int, int]:
-    """(negative clicks off the predicted foreground, negative clicks) on the predicted slices zs."""
-    spared = n = 0
-    for k, z in enumerate(zs):
-        fg = prob[k] > 0.5
-        for y, x in negatives.get(z, ()):
-            spared += int(not fg[min(int(round(y)), fg.shape[0] - 1), min(int(round(x)), fg.shape[1] - 1)])
-            n += 1
-    return spared, n
 
 
 def heat_at_clicks(heat: np.ndarray, clicks: dict[int, np.ndarray], zs: list[int], radius: int = 3) -> float | None:
