@@ -8,7 +8,9 @@ pixel, as a user clicks the centre; elsewhere: a negative click where it was sug
 adapts further (resumed, AdaBN off) on all the answers so far. A negative click that landed on a predicted
 object is "removed" once the adapted model predicts no object under it (the issue's target: >= 80%).
 The "random" arm spends the same number of clicks on random objects (positive only), the answers a user
-gives without suggestions. Each state is scored on Lucchi test: Dice against the number of answered clicks.
+gives without suggestions; the "false" arm spends them as "not mitochondria" clicks on false objects (a
+predicted object of which less than 10% is a true mitochondrion, at its innermost pixel), what a user
+proofreading the prediction does. Each state is scored on Lucchi test: Dice against the number of answered clicks.
 
     .venv/bin/python benchmarks/bench_annotation.py --iters 130 --rounds 3 -n 20 --threads 2 [--arms suggest,random]
 
@@ -44,6 +46,27 @@ def oracle(points, gt):
         else:
             neg.append((z, y, x))
     return pos, neg
+
+
+def false_object_clicks(labels, gt, n: int, seed: int, existing: list[tuple]) -> list[tuple]:
+    """n negative clicks (z, y, x) at the innermost pixel of random false predicted 2D objects (< 10% of it
+    on a true mitochondrion), none on an object that already holds a click."""
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    from napari_mito_wda.core.adapt.points import innermost_point
+
+    taken = {(int(z), int(labels[int(z), int(y), int(x)])) for z, y, x in existing}
+    cands = []
+    for z in range(labels.shape[0]):
+        ids = np.unique(labels[z][labels[z] > 0])
+        if not len(ids):
+            continue
+        on_true = ndi.mean(gt[z] > 0, labels[z], ids)
+        cands += [(z, int(i)) for i, share in zip(ids, on_true) if share < 0.1 and (z, int(i)) not in taken]
+    rng = np.random.default_rng(seed)
+    picked = [cands[k] for k in rng.permutation(len(cands))[:n]]
+    return [(z, *innermost_point(labels[z] == i)) for z, i in picked]
 
 
 def false_objects_removed(points: list[tuple], image, loaded, dev) -> float | None:
@@ -100,7 +123,12 @@ def run(args, arm: str) -> None:
             fh.write(json.dumps(row) + "\n")
         if r == args.rounds:
             break
-        if arm == "suggest":
+        if arm == "false":  # the user marks false objects of the current prediction
+            seg = segment_volume(train, loaded, dev)
+            q = false_object_clicks(seg.labels, train_gt, args.n, args.seed + r, pos + neg)
+            on_object += q
+            neg = neg + q
+        elif arm == "suggest":
             seg = segment_volume(train, loaded, dev)
             flipped = mirrored_prob(train, loaded, dev) if args.flip_check else None
             sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=np.array(pos + neg, float),
@@ -124,9 +152,10 @@ def render() -> None:
         return f"{r['false_removed']:.0%} of {r['n_false_clicked']}"
 
     table = markdown_table(["arm", "round", "positive clicks", "negative clicks", "Lucchi test Dice", "AJI",
-                            "false objects removed", "s"],
+                            "false objects removed", "s", "commit"],
                            [[r["arm"] + (" + flip check" if r.get("flip_check") else ""), r["round"],
-                             r["n_pos"], r["n_neg"], r["dice"], r["aji"], removed(r), r["seconds"]]
+                             r["n_pos"], r["n_neg"], r["dice"], r["aji"], removed(r), r["seconds"],
+                             r["commit"].replace("+dirty", "")]
                             for r in rows])
     r0 = rows[0]
     runs = sorted({(r["arm"], r["threads"], bool(r.get("flip_check"))) for r in rows})
@@ -139,13 +168,15 @@ def render() -> None:
 Start: {r0['start_clicks']} clicks on Lucchi train, one adaptation of {r0['iters']} iterations; then each round
 {r0['n']} more answered clicks and {r0['iters']} more iterations (resumed). "suggest": the model's suggestions,
 answered by an oracle from the train labels (positive inside a mitochondrion, else negative); "random": the
-same number of positive clicks on random objects; "+ flip check": the suggestions also ranked by how much
-the prediction changes when the image is mirrored (`--flip-check`). Scored on the first {r0['test_slices']}
-Lucchi test slices. "False objects removed": of the negative clicks that landed on a predicted object, the
-share with no object under them after that round's adaptation (target >= 80%; "-": none yet, or a row
-measured before this column existed).
-One seed ({r0['seed']}); threads per run in its command below (the first two arms ran side by side with other
-work; "+ flip check" ran alone).
+same number of positive clicks on random objects; "false": as many "not mitochondria" clicks on false
+objects of the current prediction (less than 10% of the object on a true mitochondrion); "+ flip check": the
+suggestions also ranked by how much the prediction changes when the image is mirrored (`--flip-check`).
+Scored on the first {r0['test_slices']} Lucchi test slices. "False objects removed": of the negative clicks that
+landed on a predicted object, the share with no object under them after that round's adaptation (target
+>= 80%; "-": none yet, or a row measured before this column existed).
+One seed ({r0['seed']}); threads per run in its command below; runs of this session shared the 2 cores with
+other work. The rows of one arm are in order of its rounds; the commit column tells the runs apart (the
+held-out negative clicks came in at c60c38b).
 
 {table}
 
