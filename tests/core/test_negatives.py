@@ -107,3 +107,32 @@ def test_negative_clicks_added_while_running_are_taken_up_at_the_next_round(setu
             seen.append((rep.n_negative, list(rep.prediction["slices"])))
             current["neg"] = np.array([[0, 10, 10], [2, 80, 80]])  # the user marks two false objects
     assert [n for n, _ in seen] == [0, 2] and rep.stage == "done" and rep.n_negative == 2
+
+
+def test_focused_crops_hold_the_negative_clicks_and_leave_runs_without_them_unchanged():
+    from napari_mito_wda.core.adapt.rounds import TargetRound, focus_points, target_batch
+    from napari_mito_wda.core.training.augment import random_crop
+
+    plane = np.zeros((200, 300), np.float32)
+    plane[150, 40] = 1.0  # a marked pixel: the crop must hold it
+    for seed in range(20):
+        out = random_crop(np.random.default_rng(seed), [plane], 64, scale=(1.0, 1.0), around=(150, 40))[0]
+        assert out.max() == 1.0
+    images = [np.random.default_rng(z).random((200, 300)).astype(np.float32) for z in range(3)]
+    lab = np.zeros((200, 300), np.uint8)
+    rnd = TargetRound([0, 1, 2], [lab] * 3, [np.zeros((200, 300), np.float32)] * 3,
+                      [np.zeros((200, 300), np.float32)] * 3, [np.zeros((200, 300), np.float32)] * 3)
+    region = np.zeros((200, 300), bool)
+    region[20:40, 250:270] = True
+    focus = focus_points(rnd, {1: np.array([[150.0, 40.0]])}, {2: (lab, region)})
+    assert focus == [(1, 150.0, 40.0), (2, 29.5, 259.5)]
+    # every crop on a focus point (share 1): it shows that slice's pixels around the point
+    marked = [im.copy() for im in images]
+    marked[1][150, 40] = 5.0  # out of the [0, 1] range: survives resizing as a value > 1
+    x, *_ = target_batch(np.random.default_rng(0), marked, rnd, 16, 64, 0.0,
+                         focus=focus[:1], focus_share=1.0)
+    assert all(float(c.max()) > 1.0 for c in x)  # with augment 0 the crops keep the marked pixel
+    # no focus points: the same crops as without the option (the random stream is untouched)
+    a = target_batch(np.random.default_rng(3), images, rnd, 4, 64, 1.0)
+    b = target_batch(np.random.default_rng(3), images, rnd, 4, 64, 1.0, focus=[], focus_share=0.5)
+    assert all(bool((u == v).all()) for u, v in zip(a, b))

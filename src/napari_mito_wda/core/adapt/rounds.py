@@ -109,12 +109,36 @@ def naive_click_labels(prob: np.ndarray, clicks: np.ndarray, radius: float = 10.
     return label
 
 
-def target_batch(rng, images, rnd: TargetRound, batch: int, crop: int, augment: float):
+def focus_points(rnd: TargetRound, negatives: dict[int, np.ndarray] | None,
+                 corrections: dict[int, tuple[np.ndarray, np.ndarray]] | None) -> list[tuple[int, float, float]]:
+    """(index into rnd, y, x) of every negative click and of the centre of every corrected region on the
+    round's slices: where the user said the model is wrong."""
+    out = []
+    for k, z in enumerate(rnd.z):
+        out += [(k, float(y), float(x)) for y, x in (negatives or {}).get(z, ())]
+        corr = (corrections or {}).get(z)
+        if corr is not None and corr[1].any():
+            lab, n = ndi.label(corr[1])
+            out += [(k, float(y), float(x)) for y, x in ndi.center_of_mass(corr[1], lab, range(1, n + 1))]
+    return out
+
+
+def target_batch(rng, images, rnd: TargetRound, batch: int, crop: int, augment: float,
+                 focus: list[tuple[int, float, float]] | None = None, focus_share: float = 0.0):
+    """`batch` augmented target crops of random labelled slices; with `focus` (focus_points), a share
+    `focus_share` of them holds one of those points instead (drawn only when there are any, so runs
+    without corrections keep their random stream)."""
     imgs, labs, tg, wt, cf = [], [], [], [], []
     for _ in range(batch):
-        k = int(rng.integers(0, len(rnd.z)))
+        around = None
+        if focus and focus_share > 0 and rng.random() < focus_share:
+            k, y, x = focus[int(rng.integers(0, len(focus)))]
+            around = (y, x)
+        else:
+            k = int(rng.integers(0, len(rnd.z)))
         img, lab, (t, w, c) = crop_sample(rng, images[rnd.z[k]], rnd.labels[k],
-                                          [rnd.det_targets[k], rnd.det_weights[k], rnd.conf[k]], crop, augment)
+                                          [rnd.det_targets[k], rnd.det_weights[k], rnd.conf[k]], crop, augment,
+                                          around=around)
         imgs.append(img)
         labs.append(lab)
         tg.append(t)

@@ -15,11 +15,13 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 
-def random_crop(rng: np.random.Generator, planes: list[np.ndarray], crop: int, scale=(0.8, 1.25)) -> list[np.ndarray]:
+def random_crop(rng: np.random.Generator, planes: list[np.ndarray], crop: int, scale=(0.8, 1.25),
+                around: tuple[float, float] | None = None) -> list[np.ndarray]:
     """Crop the same random window (side crop*s) from each 2D plane and resize it to crop x crop.
 
     planes[0] is the image (bilinear); other planes are resized bilinearly too, the caller thresholds
-    masks. Slices smaller than the window are reflect-padded first.
+    masks. Slices smaller than the window are reflect-padded first. around: a (y, x) pixel the window
+    must hold (anywhere in it, at random).
     """
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
     side = max(8, int(round(crop * s)))
@@ -28,8 +30,13 @@ def random_crop(rng: np.random.Generator, planes: list[np.ndarray], crop: int, s
     if ph or pw:
         planes = [np.pad(p, ((0, ph), (0, pw)), mode="reflect") for p in planes]
         h, w = planes[0].shape
-    y = int(rng.integers(0, h - side + 1))
-    x = int(rng.integers(0, w - side + 1))
+    if around is None:
+        y = int(rng.integers(0, h - side + 1))
+        x = int(rng.integers(0, w - side + 1))
+    else:
+        cy, cx = (int(min(max(v, 0), n - 1)) for v, n in zip(around, (h, w)))
+        y = int(rng.integers(max(0, cy - side + 1), min(h - side, cy) + 1))
+        x = int(rng.integers(max(0, cx - side + 1), min(w - side, cx) + 1))
     out = [p[y : y + side, x : x + side] for p in planes]
     if side != crop:
         t = torch.from_numpy(np.stack(out).astype(np.float32))[None]

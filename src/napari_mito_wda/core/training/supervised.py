@@ -95,9 +95,9 @@ def prepare_slices(image: np.ndarray, mask: np.ndarray, factor: int, sigma: floa
     return planes
 
 
-def _geometry(rng: np.random.Generator, planes: list[np.ndarray], crop: int, scale, elastic_p: float
-              ) -> list[np.ndarray]:
-    planes = dihedral(rng, random_crop(rng, planes, crop, scale))
+def _geometry(rng: np.random.Generator, planes: list[np.ndarray], crop: int, scale, elastic_p: float,
+              around=None) -> list[np.ndarray]:
+    planes = dihedral(rng, random_crop(rng, planes, crop, scale, around))
     if elastic_p > 0 and rng.random() < elastic_p:  # no draw when off: older settings keep their stream
         planes = elastic(rng, planes)
     return planes
@@ -111,14 +111,14 @@ def _label_planes(label: np.ndarray) -> list[np.ndarray]:
 
 def crop_sample(rng: np.random.Generator, img: np.ndarray, label: np.ndarray, extras: list[np.ndarray],
                 crop: int, augment: float, scale=(0.8, 1.25), elastic_p: float = 0.0,
-                donor: tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None = None, degrade_p: float = 0.0
-                ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+                donor: tuple[np.ndarray, np.ndarray, list[np.ndarray]] | None = None, degrade_p: float = 0.0,
+                around: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """One augmented crop: image, label in {0, 1, IGNORE} and any extra float planes, same geometry.
 
     donor: (image, label, extras) of another slice of the same domain; a crop of it, augmented alike,
-    gives a crop/2 window that is pasted into this one.
+    gives a crop/2 window that is pasted into this one. around: a (y, x) pixel the crop must hold.
     """
-    planes = _geometry(rng, [img, *_label_planes(label), *extras], crop, scale, elastic_p)
+    planes = _geometry(rng, [img, *_label_planes(label), *extras], crop, scale, elastic_p, around)
     if donor is not None:
         d_img, d_label, d_extras = donor
         other = _geometry(rng, [d_img, *_label_planes(d_label), *d_extras], crop, scale, elastic_p)
