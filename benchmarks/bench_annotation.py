@@ -107,7 +107,8 @@ def run(args, arm: str) -> None:
     rng = np.random.default_rng(args.seed)
     for r in range(args.rounds + 1):
         t0 = time.perf_counter()
-        s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0))
+        s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
+                          focus_share=args.focus_share)
         for _ in adapt(train, np.array(pos, float), loaded, s, dev=dev,
                        negative_points=np.array(neg, float).reshape(-1, 3)):
             pass
@@ -117,7 +118,7 @@ def run(args, arm: str) -> None:
                "n_false_clicked": len(on_object), "false_removed": removed,
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": args.rounds, "start_clicks": args.start_clicks, "test_slices": args.test_slices,
-               "threads": args.threads, "flip_check": args.flip_check} | stamp()
+               "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -142,6 +143,11 @@ def run(args, arm: str) -> None:
             pos += [tuple(c) for c in more.astype(int)]
 
 
+def _arm_label(r: dict) -> str:
+    return (r["arm"] + (" + flip check" if r.get("flip_check") else "")
+            + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else ""))
+
+
 def render() -> None:
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
     if not rows:
@@ -153,16 +159,17 @@ def render() -> None:
 
     table = markdown_table(["arm", "round", "positive clicks", "negative clicks", "Lucchi test Dice", "AJI",
                             "false objects removed", "s", "commit"],
-                           [[r["arm"] + (" + flip check" if r.get("flip_check") else ""), r["round"],
+                           [[_arm_label(r), r["round"],
                              r["n_pos"], r["n_neg"], r["dice"], r["aji"], removed(r), r["seconds"],
                              r["commit"].replace("+dirty", "")]
                             for r in rows])
     r0 = rows[0]
-    runs = sorted({(r["arm"], r["threads"], bool(r.get("flip_check"))) for r in rows})
+    runs = sorted({(r["arm"], r["threads"], bool(r.get("flip_check")), r.get("focus_share") or 0.0) for r in rows})
     cmd = "; ".join(
         f"`.venv/bin/python benchmarks/bench_annotation.py --iters {r0['iters']} --rounds {r0['rounds']} "
         f"-n {r0['n']} --start-clicks {r0['start_clicks']} --test-slices {r0['test_slices']} --threads {t} "
-        f"--arms {arm}{' --flip-check' if flip else ''}`" for arm, t, flip in runs)
+        f"--arms {arm}{' --flip-check' if flip else ''}{f' --focus-share {focus:g}' if focus else ''}`"
+        for arm, t, flip, focus in runs)
     update_section("annotation", f"""## The annotation loop (simulated user)
 
 Start: {r0['start_clicks']} clicks on Lucchi train, one adaptation of {r0['iters']} iterations; then each round
@@ -170,7 +177,8 @@ Start: {r0['start_clicks']} clicks on Lucchi train, one adaptation of {r0['iters
 answered by an oracle from the train labels (positive inside a mitochondrion, else negative); "random": the
 same number of positive clicks on random objects; "false": as many "not mitochondria" clicks on false
 objects of the current prediction (less than 10% of the object on a true mitochondrion); "+ flip check": the
-suggestions also ranked by how much the prediction changes when the image is mirrored (`--flip-check`).
+suggestions also ranked by how much the prediction changes when the image is mirrored (`--flip-check`);
+"+ focused crops": that share of the target crops cut around the negative clicks (`--focus-share`).
 Scored on the first {r0['test_slices']} Lucchi test slices. "False objects removed": of the negative clicks that
 landed on a predicted object, the share with no object under them after that round's adaptation (target
 >= 80%; "-": none yet, or a row measured before this column existed).
@@ -196,6 +204,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--flip-check", action="store_true", help="flip disagreement in the suggestions' score")
+    ap.add_argument("--focus-share", type=float, default=0.0,
+                    help="share of target crops around negative clicks (AdaptSettings.focus_share)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")
     args = ap.parse_args()
     if not args.render:

@@ -21,9 +21,10 @@ class AdaptSettings:
     stage2_rounds: int = 5           # beat the authors' 2 (Lucchi 0.855 vs 0.836): fresher pseudo-labels
     source_batch: int = 2
     target_batch: int = 4
-    focus_share: float = 0.5         # share of target crops that hold a negative click or a corrected object,
-    # when there are any: drawn uniformly, a crop met each false object a few times in a round and 1 in 15
-    # of them was gone after it (bench_annotation, "false" arm)
+    focus_share: float = 0.0         # share of target crops that hold a negative click or a corrected object
+    # (when there are any). Off: at 0.5 more clicked false objects were gone after the first round (53% vs 7%)
+    # but Lucchi Dice fell (0.783 vs 0.818 after 15 negatives, 0.783 vs 0.821 after 30; one seed,
+    # bench_annotation "false" arm, docs/journal.md)
     crop: int = 256                  # working-resolution pixels
     lr: float = 5e-4
     w_src_seg: float = 1.0
