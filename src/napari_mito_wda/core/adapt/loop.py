@@ -203,7 +203,7 @@ def adapt(
         rnd, n_sel = build_round(prob, heat, zs, clicks_w, ratio, t_s, anchors, s, use_detector=trusted,
                                  source_prob=source_prob, negatives=negs_w, corrections=corr_w)
         protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
-        focus = focus_points(rnd, negs_w, corr_w)
+        focus = focus_points(rnd, negs_w, corr_w) if s.focus_share > 0 else None  # off by default
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_negative=n_neg, n_pseudo=n_sel,
                           n_corrected=n_corr, prediction=pred, quality=best_quality,
