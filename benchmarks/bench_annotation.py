@@ -27,9 +27,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, markdown_table, stamp, update_section  # noqa: E402
+from common import ROOT, SHARED, markdown_table, save_figure, stamp, update_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "annotation_results.jsonl"
+CURVE = ROOT / "docs" / "images" / "annotation_curve.png"
 
 
 def oracle(points, gt):
@@ -81,6 +82,16 @@ def false_objects_removed(points: list[tuple], image, loaded, dev) -> float | No
     return round(sum(int(labels[at[z], y, x] == 0) for z, y, x in points) / len(points), 3)
 
 
+def click_totals(args) -> list[int]:
+    """Answered clicks after each round: `--schedule`, else the start and `-n` more per round."""
+    if args.schedule:
+        totals = [int(v) for v in args.schedule.split(",")]
+        if totals != sorted(set(totals)) or totals[0] < 1:
+            sys.exit(f"--schedule must rise from at least 1: {args.schedule}")
+        return totals
+    return [args.start_clicks + k * args.n for k in range(args.rounds + 1)]
+
+
 def run(args, arm: str) -> None:
     import numpy as np
     import tifffile
@@ -100,12 +111,14 @@ def run(args, arm: str) -> None:
     test_gt = tifffile.imread(lucchi / "test_labels.tif")[: args.test_slices]
     dev = pick_device()
     loaded = load_model(device=dev.device)
+    totals = click_totals(args)
     slices = np.linspace(0, len(train) - 1, 5).round().astype(int)
-    pos = [tuple(p) for p in simulate_clicks(train_gt, slices=slices, max_total=args.start_clicks, seed=args.seed)]
+    pos = [tuple(p) for p in simulate_clicks(train_gt, slices=slices, max_total=totals[0], seed=args.seed)]
     neg: list[tuple] = []
+    answered = len(pos)  # every answer the user gave, a skipped suggestion too
     on_object: list[tuple] = []  # negative clicks that landed on a predicted object (a false object)
     rng = np.random.default_rng(args.seed)
-    for r in range(args.rounds + 1):
+    for r in range(len(totals)):
         t0 = time.perf_counter()
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
                           focus_share=args.focus_share)
@@ -114,33 +127,41 @@ def run(args, arm: str) -> None:
             pass
         m = evaluate_volume(segment_volume(test, loaded, dev).labels, test_gt, per_slice=False)
         removed = false_objects_removed(on_object, train, loaded, dev)
-        row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "dice": m["dice"], "aji": m["aji"],
+        row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "answered": answered,
+               "dice": m["dice"], "aji": m["aji"],
                "n_false_clicked": len(on_object), "false_removed": removed,
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
-               "rounds": args.rounds, "start_clicks": args.start_clicks, "test_slices": args.test_slices,
+               "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
+               "schedule": args.schedule,
                "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
-        if r == args.rounds:
+        if r == len(totals) - 1:
             break
+        n = totals[r + 1] - answered
         if arm == "false":  # the user marks false objects of the current prediction
             seg = segment_volume(train, loaded, dev)
-            q = false_object_clicks(seg.labels, train_gt, args.n, args.seed + r, pos + neg)
+            q = false_object_clicks(seg.labels, train_gt, n, args.seed + r, pos + neg)
             on_object += q
             neg = neg + q
-        elif arm == "suggest":
+            answered += len(q)
+        elif arm in ("suggest", "suggest-positive"):
             seg = segment_volume(train, loaded, dev)
             flipped = mirrored_prob(train, loaded, dev) if args.flip_check else None
-            sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=np.array(pos + neg, float),
+            sug = suggest_points(seg.prob, seg.heat, n, existing_points=np.array(pos + neg, float),
                                  flipped_prob=flipped)
             p, q = oracle(sug.points, train_gt)
-            on_object += [c for c in q if seg.labels[c] > 0]
-            pos, neg = pos + p, neg + q
+            answered += len(sug.points)
+            pos = pos + p
+            if arm == "suggest":  # "suggest-positive" skips the suggestions that are not mitochondria
+                on_object += [c for c in q if seg.labels[c] > 0]
+                neg = neg + q
         else:  # the same number of answers, on random objects of random slices
-            more = simulate_clicks(train_gt, slices=rng.choice(len(train), 5, replace=False), max_total=args.n,
+            more = simulate_clicks(train_gt, slices=rng.choice(len(train), 5, replace=False), max_total=n,
                                    seed=args.seed + r + 1)
             pos += [tuple(c) for c in more.astype(int)]
+            answered += len(more)
 
 
 def _arm_label(r: dict) -> str:
@@ -148,8 +169,83 @@ def _arm_label(r: dict) -> str:
             + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else ""))
 
 
+ARM_NAMES = {"random": "random positive clicks", "suggest-positive": "suggested, positive answers only",
+             "suggest": "suggested, positive + negative answers", "false": "negative clicks on false objects"}
+
+
+def curve_figure(runs: dict[str, list[dict]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for (label, rows), marker in zip(runs.items(), "osD^v"):
+        ax.plot([r["answered"] for r in rows], [r["dice"] for r in rows], marker=marker, label=label)
+    ax.set_xscale("log")
+    ticks = sorted({r["answered"] for rows in runs.values() for r in rows})
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_xlabel("answered clicks on Lucchi train")
+    ax.set_ylabel("Dice on Lucchi test")
+    ax.set_title("The annotation loop with a simulated user", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, CURVE)
+
+
+def render_curve(rows: list[dict]) -> None:
+    """The clicks-against-Dice curve of the `--schedule` runs: the latest run of each arm, a table and a plot."""
+    runs: dict[str, list[dict]] = {}
+    for r in rows:  # a run starts at round 0; a later run of the same arm replaces the earlier one
+        label = _arm_label(r).replace(r["arm"], ARM_NAMES.get(r["arm"], r["arm"]), 1)
+        if r["round"] == 0:
+            runs[label] = []
+        runs.setdefault(label, []).append(r)
+    if not runs:
+        return
+    totals = sorted({r["answered"] for rs in runs.values() for r in rs})
+
+    def cell(rs, t):
+        hit = [r for r in rs if r["answered"] == t]
+        if not hit:
+            return "-"
+        r = hit[-1]
+        gone = ("" if r.get("false_removed") is None
+                else f"; {r['false_removed']:.0%} of {r['n_false_clicked']} gone")
+        return f"{r['dice']:.3f} ({r['n_pos']}+/{r['n_neg']}-{gone})"
+
+    table = markdown_table(["arm"] + [f"{t} clicks" for t in totals],
+                           [[label] + [cell(rs, t) for t in totals] for label, rs in runs.items()])
+    curve_figure(runs)
+    flat = [r for rs in runs.values() for r in rs]
+    r0 = flat[0]
+    arms = ",".join(dict.fromkeys(r["arm"] for r in flat))
+    cmd = (f"`.venv/bin/python benchmarks/bench_annotation.py --schedule {r0['schedule']} --iters {r0['iters']} "
+           f"--test-slices {r0['test_slices']} --threads {r0['threads']} --arms {arms}`")
+    update_section("annotation-curve", f"""## The annotation loop: Dice against answered clicks
+
+The simulated user of the section above, on the issue's schedule: {r0['schedule']} answered clicks, each round
+{r0['iters']} adaptation iterations (resumed; the first round from the source model with AdaBN). All arms start
+from the same {totals[0]} random positive clicks. Each cell: Lucchi test Dice (first {r0['test_slices']} slices)
+and the positive / negative clicks trained on; "gone": the share of the negative clicks on a predicted object
+with no object under them after that round. A suggestion answered "not a mitochondrion" counts as an
+answered click in both suggested arms; "positive answers only" skips it, as a user who only keeps the
+suggestions that are mitochondria. One seed ({r0['seed']}).
+
+{table}
+
+![Dice against answered clicks](images/annotation_curve.png)
+
+Measured {', '.join(sorted({r['date'] for r in flat}))} at commit {', '.join(sorted({r['commit'] for r in flat}))}
+on {r0['machine']}. Reproduce: {cmd}
+""")
+
+
 def render() -> None:
     rows = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    render_curve([r for r in rows if r.get("schedule")])
+    rows = [r for r in rows if not r.get("schedule")]
     if not rows:
         return
     def removed(r):
@@ -206,6 +302,8 @@ def main() -> None:
     ap.add_argument("--flip-check", action="store_true", help="flip disagreement in the suggestions' score")
     ap.add_argument("--focus-share", type=float, default=0.0,
                     help="share of target crops around negative clicks (AdaptSettings.focus_share)")
+    ap.add_argument("--schedule", default=None,
+                    help="answered clicks after each round, e.g. 10,25,50,100 (replaces --start-clicks/-n/--rounds)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")
     args = ap.parse_args()
     if not args.render:

@@ -64,3 +64,14 @@ def update_section(name: str, body: str) -> None:
     tmp = DOC.with_suffix(".md.part")
     tmp.write_text(text)
     tmp.replace(DOC)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (a half-written picture never replaces the last one)."""
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    tmp.replace(path)

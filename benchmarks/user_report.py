@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_user import DOMAINS, FIGURE, RESULTS, n_slices  # noqa: E402
-from common import SHARED, markdown_table, update_section  # noqa: E402
+from common import SHARED, markdown_table, save_figure, update_section  # noqa: E402
 
 ADABN_TOL = 0.001  # "at least AdaBN": a UDA run that keeps the AdaBN model scores it up to float noise
 
@@ -109,11 +109,7 @@ def figure(rows: list[dict]) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = FIGURE.with_name(FIGURE.name + ".part")
-    fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    tmp.replace(FIGURE)
+    save_figure(fig, FIGURE)
 
 
 def _joined(vals) -> str:

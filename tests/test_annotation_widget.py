@@ -107,6 +107,9 @@ def test_flip_checked_suggestions_come_from_a_mirrored_pass_in_the_background(
     assert widget.suggest_button.isEnabled()
     layer = done.args[0]
     assert same_layer(layer, viewer.layers["em suggested clicks"]) and layer.metadata["suggestions"]["flip_checked"]
+    # the summary says how they were ranked and stays in view with the first one's prompt
+    text = widget.status_label.text()
+    assert "flip-checked" in text and f"Suggestion 1 of {len(layer.data)}" in text, text
     # the same ranking as the core's, given the mirrored probability of the prediction's own model
     maps = annotator._maps
     pixel_size = annotator.inputs.pixel_size()

@@ -217,9 +217,12 @@ class SuggestSection(QGroupBox):
         self._enable_answers()
         note = f" ({sug.message})" if sug.message else ""
         how = ", flip-checked" if flipped is not None else ""
-        self.status.emit(f"{len(sug)} suggested clicks in {image.name!r}{how}{note}; press Next suggestion.")
-        if len(sug):
-            self.next_suggestion()
+        summary = f"{len(sug)} suggested clicks in {image.name!r}{how}{note}"
+        if len(sug):  # the first one in view; the summary leads its prompt, which would hide it otherwise
+            self._current = 0
+            self._show(layer, 0, lead=f"{summary}. ")
+        else:
+            self.status.emit(f"{summary}.")
         self.suggested.emit(layer)
         return layer
 
@@ -236,14 +239,14 @@ class SuggestSection(QGroupBox):
         self._show(layer, self._current)
         return self._current
 
-    def _show(self, layer, i: int) -> None:
+    def _show(self, layer, i: int, lead: str = "") -> None:
         world = np.asarray(layer.data_to_world(layer.data[i]), float)
         if len(world) == 3:
             self.viewer.dims.set_point(self.viewer.dims.ndim - 3, world[0])
         _camera(self.viewer).center = tuple(world[-2:])
         layer.selected_data = {i}
         self._enable_answers()
-        self.status.emit(f"Suggestion {i + 1} of {len(layer.data)}: is it a mitochondrion? Keep it, mark it "
+        self.status.emit(f"{lead}Suggestion {i + 1} of {len(layer.data)}: is it a mitochondrion? Keep it, mark it "
                          "'not a mitochondrion', or go to the next one.")
 
     def answer(self, is_mito: bool):
