@@ -121,7 +121,7 @@ def run(args, arm: str) -> None:
     for r in range(len(totals)):
         t0 = time.perf_counter()
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
-                          focus_share=args.focus_share)
+                          focus_share=args.focus_share, negative_crops=args.negative_crops)
         for _ in adapt(train, np.array(pos, float), loaded, s, dev=dev,
                        negative_points=np.array(neg, float).reshape(-1, 3)):
             pass
@@ -133,7 +133,8 @@ def run(args, arm: str) -> None:
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
                "schedule": args.schedule,
-               "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share} | stamp()
+               "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share,
+               "negative_crops": args.negative_crops} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -166,7 +167,8 @@ def run(args, arm: str) -> None:
 
 def _arm_label(r: dict) -> str:
     return (r["arm"] + (" + flip check" if r.get("flip_check") else "")
-            + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else ""))
+            + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else "")
+            + (f" + {r['negative_crops']} negative crops" if r.get("negative_crops") else ""))
 
 
 ARM_NAMES = {"random": "random positive clicks", "suggest-positive": "suggested, positive answers only",
@@ -220,9 +222,15 @@ def render_curve(rows: list[dict]) -> None:
     curve_figure(runs)
     flat = [r for rs in runs.values() for r in rs]
     r0 = flat[0]
-    arms = ",".join(dict.fromkeys(r["arm"] for r in flat))
-    cmd = (f"`.venv/bin/python benchmarks/bench_annotation.py --schedule {r0['schedule']} --iters {r0['iters']} "
-           f"--test-slices {r0['test_slices']} --threads {r0['threads']} --arms {arms}`")
+    by_options: dict[str, list[str]] = {}  # the arms of each set of options: one command each
+    for rs in runs.values():
+        r = rs[0]
+        opts = (f"--schedule {r['schedule']} --iters {r['iters']} --test-slices {r['test_slices']} "
+                f"--threads {r['threads']}{' --flip-check' if r.get('flip_check') else ''}"
+                + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else ""))
+        by_options.setdefault(opts, []).append(r["arm"])
+    cmd = "; ".join(f"`.venv/bin/python benchmarks/bench_annotation.py {opts} --arms {','.join(arms)}`"
+                    for opts, arms in by_options.items())
     update_section("annotation-curve", f"""## The annotation loop: Dice against answered clicks
 
 The simulated user of the section above, on the issue's schedule: {r0['schedule']} answered clicks, each round
@@ -302,6 +310,8 @@ def main() -> None:
     ap.add_argument("--flip-check", action="store_true", help="flip disagreement in the suggestions' score")
     ap.add_argument("--focus-share", type=float, default=0.0,
                     help="share of target crops around negative clicks (AdaptSettings.focus_share)")
+    ap.add_argument("--negative-crops", type=int, default=0,
+                    help="crops per step around a negative click (AdaptSettings.negative_crops)")
     ap.add_argument("--schedule", default=None,
                     help="answered clicks after each round, e.g. 10,25,50,100 (replaces --start-clicks/-n/--rounds)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")

@@ -1,6 +1,8 @@
 """Negative clicks ("not a mitochondrion") on hand-made maps: what becomes background, what stays, and
 that a running adaptation takes them up at its next round."""
 
+import copy
+
 import numpy as np
 
 from napari_mito_wda.core.adapt import AdaptSettings, adapt, build_round, selection_score
@@ -136,3 +138,42 @@ def test_focused_crops_hold_the_negative_clicks_and_leave_runs_without_them_unch
     a = target_batch(np.random.default_rng(3), images, rnd, 4, 64, 1.0)
     b = target_batch(np.random.default_rng(3), images, rnd, 4, 64, 1.0, focus=[], focus_share=0.5)
     assert all(bool((u == v).all()) for u, v in zip(a, b))
+
+
+def test_negative_crops_hold_the_click_and_teach_only_the_object_the_user_called_false():
+    from napari_mito_wda.core.adapt.rounds import TargetRound, negative_batch, negative_click_sites
+    from napari_mito_wda.core.training.supervised import IGNORE
+
+    images = [np.full((200, 300), 0.5, np.float32) for _ in range(2)]
+    images[1][90:110, 40:60] = 5.0  # the false object, out of the [0, 1] range: survives resizing
+    region = np.zeros((200, 300), bool)
+    region[90:110, 40:60] = True
+    ones = [np.ones((200, 300), np.float32)] * 2
+    rnd = TargetRound([0, 1], [np.zeros((200, 300), np.uint8)] * 2, ones, ones, ones, negative=[None, region])
+    sites = negative_click_sites(rnd, {0: np.array([[10.0, 10.0]]), 1: np.array([[100.0, 50.0]])})
+    assert sites == [(1, 100.0, 50.0)]  # slice 0 holds a click but no region: nothing to teach there
+    x, lab, target, weight, _ = negative_batch(np.random.default_rng(0), images, rnd, sites, 6, 64, 0.0)
+    assert x.shape == (6, 1, 64, 64)
+    for xi, li, wi in zip(x, lab, weight):
+        on_object = xi > 1.0
+        assert on_object.any()  # every crop holds the clicked object
+        assert set(np.unique(li[on_object].numpy())) <= {0, IGNORE} and (li[on_object] == 0).any()
+        assert (li[xi < 1.0] == IGNORE).float().mean() > 0.95  # elsewhere nothing is taught
+        assert float(wi[xi < 1.0].max()) < 0.5 and float(wi[on_object].max()) > 0.5  # "no centre" there only
+    assert negative_batch(np.random.default_rng(0), images, rnd, [], 6, 64, 0.0) is None
+    assert negative_batch(np.random.default_rng(0), images, rnd, sites, 0, 64, 0.0) is None
+
+
+def test_negative_crops_change_a_run_with_negative_clicks_and_leave_one_without_them_unchanged(setup):  # noqa: F811
+    img, _, loaded, source, clicks = setup
+    neg = np.array([[0, 10, 10], [2, 80, 80]])
+
+    def final(negatives, n_crops):
+        s = AdaptSettings(**FAST, negative_crops=n_crops, selection="last")  # the trained model, not the start
+        reps = list(adapt(img, clicks, copy.deepcopy(loaded), s, source_data=source, negative_points=negatives))
+        assert reps[-1].stage == "done"
+        return reps[-1].prediction["prob"]
+
+    assert not np.array_equal(final(neg, 0), final(neg, 2))  # the extra crops trained
+    none = np.zeros((0, 3))
+    assert np.array_equal(final(none, 0), final(none, 2))  # no negative clicks: not one random draw more

@@ -38,7 +38,14 @@ from .losses import class_focused_contrastive, partial_weighted_mse
 from .points import points_by_slice, validate_points
 from .predict import StartingProbability, predict_slices
 from .pseudo_labels import budget_anchor, ratio_schedule
-from .rounds import build_round, focus_points, round_prototypes, target_batch
+from .rounds import (
+    build_round,
+    focus_points,
+    negative_batch,
+    negative_click_sites,
+    round_prototypes,
+    target_batch,
+)
 from .saving import replay_planes
 from .selection import detector_trusted, heat_at_clicks, selection_score
 from .settings import AdaptReport, AdaptSettings
@@ -204,6 +211,7 @@ def adapt(
                                  source_prob=source_prob, negatives=negs_w, corrections=corr_w)
         protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         focus = focus_points(rnd, negs_w, corr_w) if s.focus_share > 0 else None  # off by default
+        neg_points = negative_click_sites(rnd, negs_w) if s.negative_crops > 0 else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_negative=n_neg, n_pseudo=n_sel,
                           n_corrected=n_corr, prediction=pred, quality=best_quality,
@@ -235,6 +243,9 @@ def adapt(
             losses["src_det"] = detection_loss(out_s["det"].float(), hs.to(dev.device), source.det_pos_weight)
             total = s.w_src_seg * losses["src_seg"] + s.w_src_det * losses["src_det"]
             batch = target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment, focus, s.focus_share)
+            extra = negative_batch(rng, images, rnd, neg_points, s.negative_crops, s.crop, s.augment)
+            if extra is not None:
+                batch = tuple(torch.cat(pair) for pair in zip(batch, extra))
             xt, yt, tt, wt, ct = (v.to(dev.device) for v in batch)
             with dev.autocast():
                 out_t = model(xt.contiguous(memory_format=torch.channels_last), with_proj=s.contrastive)

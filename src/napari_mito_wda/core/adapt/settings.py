@@ -25,6 +25,7 @@ class AdaptSettings:
     # (when there are any). Off: at 0.5 more clicked false objects were gone after the first round (53% vs 7%)
     # but Lucchi Dice fell (0.783 vs 0.818 after 15 negatives, 0.783 vs 0.821 after 30; one seed,
     # bench_annotation "false" arm, docs/journal.md)
+    negative_crops: int = 0          # crops per step cut around a negative click, taught only its object
     crop: int = 256                  # working-resolution pixels
     lr: float = 5e-4
     w_src_seg: float = 1.0
