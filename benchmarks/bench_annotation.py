@@ -121,7 +121,8 @@ def run(args, arm: str) -> None:
     for r in range(len(totals)):
         t0 = time.perf_counter()
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
-                          focus_share=args.focus_share, negative_crops=args.negative_crops)
+                          focus_share=args.focus_share, negative_crops=args.negative_crops,
+                          selection=args.selection)
         for _ in adapt(train, np.array(pos, float), loaded, s, dev=dev,
                        negative_points=np.array(neg, float).reshape(-1, 3)):
             pass
@@ -134,7 +135,7 @@ def run(args, arm: str) -> None:
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
                "schedule": args.schedule,
                "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share,
-               "negative_crops": args.negative_crops} | stamp()
+               "negative_crops": args.negative_crops, "selection": args.selection} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -166,9 +167,11 @@ def run(args, arm: str) -> None:
 
 
 def _arm_label(r: dict) -> str:
-    return (r["arm"] + (" + flip check" if r.get("flip_check") else "")
+    flip = r.get("flip_check") and r["arm"].startswith("suggest")  # the flip check ranks suggestions only
+    return (r["arm"] + (" + flip check" if flip else "")
             + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else "")
-            + (f" + {r['negative_crops']} negative crops" if r.get("negative_crops") else ""))
+            + (f" + negative crops ({r['negative_crops']} a step)" if r.get("negative_crops") else "")
+            + (" + last model kept" if r.get("selection") == "last" else ""))
 
 
 ARM_NAMES = {"random": "random positive clicks", "suggest-positive": "suggested, positive answers only",
@@ -181,8 +184,8 @@ def curve_figure(runs: dict[str, list[dict]]) -> None:
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
-    for (label, rows), marker in zip(runs.items(), "osD^v"):
+    fig, ax = plt.subplots(figsize=(6, 5.4))
+    for (label, rows), marker in zip(runs.items(), "osD^vP*"):
         ax.plot([r["answered"] for r in rows], [r["dice"] for r in rows], marker=marker, label=label)
     ax.set_xscale("log")
     ticks = sorted({r["answered"] for rows in runs.values() for r in rows})
@@ -191,7 +194,7 @@ def curve_figure(runs: dict[str, list[dict]]) -> None:
     ax.set_ylabel("Dice on Lucchi test")
     ax.set_title("The annotation loop with a simulated user", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14))  # below: the lines stay visible
     fig.tight_layout()
     save_figure(fig, CURVE)
 
@@ -227,7 +230,8 @@ def render_curve(rows: list[dict]) -> None:
         r = rs[0]
         opts = (f"--schedule {r['schedule']} --iters {r['iters']} --test-slices {r['test_slices']} "
                 f"--threads {r['threads']}{' --flip-check' if r.get('flip_check') else ''}"
-                + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else ""))
+                + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
+                + (" --selection last" if r.get("selection") == "last" else ""))
         by_options.setdefault(opts, []).append(r["arm"])
     cmd = "; ".join(f"`.venv/bin/python benchmarks/bench_annotation.py {opts} --arms {','.join(arms)}`"
                     for opts, arms in by_options.items())
@@ -312,6 +316,8 @@ def main() -> None:
                     help="share of target crops around negative clicks (AdaptSettings.focus_share)")
     ap.add_argument("--negative-crops", type=int, default=0,
                     help="crops per step around a negative click (AdaptSettings.negative_crops)")
+    ap.add_argument("--selection", default="score", choices=("score", "last"),
+                    help="keep the best-scoring model of each round (the product) or the last one (a diagnostic)")
     ap.add_argument("--schedule", default=None,
                     help="answered clicks after each round, e.g. 10,25,50,100 (replaces --start-clicks/-n/--rounds)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")

@@ -8,6 +8,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+_OUTPUTS = ("benchmarks/results/", "docs/")  # written by benchmarks, not code
+
 
 def git_commit(cwd: str | Path | None = None) -> str:
     try:
@@ -19,8 +21,11 @@ def git_commit(cwd: str | Path | None = None) -> str:
             ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd or Path(__file__).parent,
             capture_output=True, text=True, timeout=5,
         )
+        # Results and docs are what a benchmark writes: a run's own rows must not mark its code as changed.
+        changed = [line for line in dirty.stdout.splitlines() if line.strip()
+                   and not line[3:].startswith(_OUTPUTS)]
         if out.returncode == 0:
-            return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+            return out.stdout.strip() + ("+dirty" if changed else "")
     except (OSError, subprocess.SubprocessError):
         pass
     return "unknown"
