@@ -171,7 +171,8 @@ def _arm_label(r: dict) -> str:
     return (r["arm"] + (" + flip check" if flip else "")
             + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" + negative crops ({r['negative_crops']} a step)" if r.get("negative_crops") else "")
-            + (" + last model kept" if r.get("selection") == "last" else ""))
+            + (" + last model kept" if r.get("selection") == "last" else "")
+            + (f", seed {r['seed']}" if r.get("seed") else ""))
 
 
 ARM_NAMES = {"random": "random positive clicks", "suggest-positive": "suggested, positive answers only",
@@ -231,7 +232,8 @@ def render_curve(rows: list[dict]) -> None:
         opts = (f"--schedule {r['schedule']} --iters {r['iters']} --test-slices {r['test_slices']} "
                 f"--threads {r['threads']}{' --flip-check' if r.get('flip_check') else ''}"
                 + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
-                + (" --selection last" if r.get("selection") == "last" else ""))
+                + (" --selection last" if r.get("selection") == "last" else "")
+                + (f" --seed {r['seed']}" if r.get("seed") else ""))
         by_options.setdefault(opts, []).append(r["arm"])
     cmd = "; ".join(f"`.venv/bin/python benchmarks/bench_annotation.py {opts} --arms {','.join(arms)}`"
                     for opts, arms in by_options.items())
@@ -243,7 +245,7 @@ from the same {totals[0]} random positive clicks. Each cell: Lucchi test Dice (f
 and the positive / negative clicks trained on; "gone": the share of the negative clicks on a predicted object
 with no object under them after that round. A suggestion answered "not a mitochondrion" counts as an
 answered click in both suggested arms; "positive answers only" skips it, as a user who only keeps the
-suggestions that are mitochondria. One seed ({r0['seed']}).
+suggestions that are mitochondria. Seed 0 unless the arm names another.
 
 {table}
 

@@ -26,6 +26,9 @@ class AdaptSettings:
     # but Lucchi Dice fell (0.783 vs 0.818 after 15 negatives, 0.783 vs 0.821 after 30; one seed,
     # bench_annotation "false" arm, docs/journal.md)
     negative_crops: int = 0          # crops per step cut around a negative click, taught only its object
+    # Off: after 15 negatives on false objects 73% of them were gone (53% without) at Lucchi Dice 0.812 (0.809), but
+    # on suggested answers Dice was 0.798 / 0.811 at 50 / 100 clicks against 0.819 / 0.834 (one seed each,
+    # bench_annotation --schedule 10,25,50,100, docs/journal.md session 16)
     crop: int = 256                  # working-resolution pixels
     lr: float = 5e-4
     w_src_seg: float = 1.0
