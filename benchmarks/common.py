@@ -61,7 +61,7 @@ def update_section(name: str, body: str) -> None:
         text = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda m: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = DOC.with_suffix(".md.part")
+    tmp = DOC.with_suffix(f".md.{os.getpid()}.part")  # one per process: two benchmarks may finish together
     tmp.write_text(text)
     tmp.replace(DOC)
 
@@ -71,7 +71,7 @@ def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
     fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     tmp.replace(path)
