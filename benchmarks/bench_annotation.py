@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, markdown_table, save_figure, stamp, update_section  # noqa: E402
+from common import ROOT, SHARED, markdown_table, pyplot, save_figure, stamp, update_section  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "annotation_results.jsonl"
 CURVE = ROOT / "docs" / "images" / "annotation_curve.png"
@@ -175,17 +175,21 @@ def _arm_label(r: dict) -> str:
             + (f", seed {r['seed']}" if r.get("seed") else ""))
 
 
+def _flags(r: dict) -> str:
+    """The options of a row as the command-line flags that measure it again (defaults left out)."""
+    return ((" --flip-check" if r.get("flip_check") else "")
+            + (f" --focus-share {r['focus_share']:g}" if r.get("focus_share") else "")
+            + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
+            + (" --selection last" if r.get("selection") == "last" else "")
+            + (f" --seed {r['seed']}" if r.get("seed") else ""))
+
+
 ARM_NAMES = {"random": "random positive clicks", "suggest-positive": "suggested, positive answers only",
              "suggest": "suggested, positive + negative answers", "false": "negative clicks on false objects"}
 
 
 def curve_figure(runs: dict[str, list[dict]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 5.4))
+    fig, ax = pyplot().subplots(figsize=(6, 5.4))
     for (label, rows), marker in zip(runs.items(), "osD^vP*"):
         ax.plot([r["answered"] for r in rows], [r["dice"] for r in rows], marker=marker, label=label)
     ax.set_xscale("log")
@@ -230,10 +234,7 @@ def render_curve(rows: list[dict]) -> None:
     for rs in runs.values():
         r = rs[0]
         opts = (f"--schedule {r['schedule']} --iters {r['iters']} --test-slices {r['test_slices']} "
-                f"--threads {r['threads']}{' --flip-check' if r.get('flip_check') else ''}"
-                + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
-                + (" --selection last" if r.get("selection") == "last" else "")
-                + (f" --seed {r['seed']}" if r.get("seed") else ""))
+                f"--threads {r['threads']}{_flags(r)}")
         by_options.setdefault(opts, []).append(r["arm"])
     cmd = "; ".join(f"`.venv/bin/python benchmarks/bench_annotation.py {opts} --arms {','.join(arms)}`"
                     for opts, arms in by_options.items())
@@ -274,12 +275,12 @@ def render() -> None:
                              r["commit"].replace("+dirty", "")]
                             for r in rows])
     r0 = rows[0]
-    runs = sorted({(r["arm"], r["threads"], bool(r.get("flip_check")), r.get("focus_share") or 0.0) for r in rows})
+    runs = sorted({(r["arm"], r["threads"], _flags(r)) for r in rows})
     cmd = "; ".join(
         f"`.venv/bin/python benchmarks/bench_annotation.py --iters {r0['iters']} --rounds {r0['rounds']} "
         f"-n {r0['n']} --start-clicks {r0['start_clicks']} --test-slices {r0['test_slices']} --threads {t} "
-        f"--arms {arm}{' --flip-check' if flip else ''}{f' --focus-share {focus:g}' if focus else ''}`"
-        for arm, t, flip, focus in runs)
+        f"--arms {arm}{flags}`"
+        for arm, t, flags in runs)
     update_section("annotation", f"""## The annotation loop (simulated user)
 
 Start: {r0['start_clicks']} clicks on Lucchi train, one adaptation of {r0['iters']} iterations; then each round

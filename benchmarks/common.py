@@ -66,10 +66,19 @@ def update_section(name: str, body: str) -> None:
     tmp.replace(DOC)
 
 
-def save_figure(fig, path: Path) -> None:
-    """Write a matplotlib figure as PNG atomically (a half-written picture never replaces the last one)."""
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: benchmarks draw files, never windows."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as PNG atomically (a half-written picture never replaces the last one)."""
+    plt = pyplot()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.part")
     fig.savefig(tmp, dpi=90, format="png")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_user import DOMAINS, FIGURE, RESULTS, n_slices  # noqa: E402
-from common import SHARED, markdown_table, save_figure, update_section  # noqa: E402
+from common import SHARED, markdown_table, pyplot, save_figure, update_section  # noqa: E402
 
 ADABN_TOL = 0.001  # "at least AdaBN": a UDA run that keeps the AdaBN model scores it up to float noise
 
@@ -91,12 +91,7 @@ def spearman(rows: list[dict], key: str = "estimate") -> tuple[float | None, int
 
 
 def figure(rows: list[dict]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig, ax = pyplot().subplots(figsize=(5.5, 4.2))
     for domain, marker in zip(DOMAINS, ("o", "s", "^")):
         pts = [r for r in rows if r["domain"] == domain and r["kind"] == "adapt" and r["estimate"] is not None]
         if pts:
