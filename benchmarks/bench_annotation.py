@@ -152,7 +152,7 @@ def run(args, arm: str) -> None:
             seg = segment_volume(train, loaded, dev)
             flipped = mirrored_prob(train, loaded, dev) if args.flip_check else None
             sug = suggest_points(seg.prob, seg.heat, n, existing_points=np.array(pos + neg, float),
-                                 flipped_prob=flipped)
+                                 flipped_prob=flipped, labels=None if args.old_ranking else seg.labels)
             p, q = oracle(sug.points, train_gt)
             answered += len(sug.points)
             pos = pos + p
@@ -323,6 +323,8 @@ def main() -> None:
                     help="keep the best-scoring model of each round (the product) or the last one (a diagnostic)")
     ap.add_argument("--schedule", default=None,
                     help="answered clicks after each round, e.g. 10,25,50,100 (replaces --start-clicks/-n/--rounds)")
+    ap.add_argument("--old-ranking", action="store_true",
+                    help="rank p > 0.5 blobs as objects, not the shown instances (the ranking before session 17)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")
     args = ap.parse_args()
     if not args.render:

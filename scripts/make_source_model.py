@@ -44,6 +44,8 @@ if __name__ == "__main__":
                     help="share of crops with a window of another slice pasted in (labels too)")
     ap.add_argument("--degrade", type=float, default=0.0,
                     help="share of crops given coarser sampling and a random tone curve (another microscope)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="validate and keep a moving average of the weights with this decay (e.g. 0.999)")
     ap.add_argument("--det-head-only", action="store_true",
                     help="train only the centre head (trunk and segmentation frozen; use with --init)")
     ap.add_argument("--recard", action="store_true", help="rewrite the card of --out only (no training)")
@@ -57,7 +59,7 @@ if __name__ == "__main__":
     pretrain(
         a.image, a.labels, a.out, settings=FitSettings(
             minutes=a.minutes, seed=a.seed, lr=a.lr, augment=a.augment, det_pos_weight=a.det_pos_weight,
-            det_head_only=a.det_head_only, elastic=a.elastic, cut_paste=a.cut_paste, degrade=a.degrade,
+            det_head_only=a.det_head_only, elastic=a.elastic, cut_paste=a.cut_paste, degrade=a.degrade, ema=a.ema,
             scale=tuple(float(v) for v in a.scale.split(","))), holdout=a.holdout,
         threads=a.threads, overwrite=True, voxel_size=tuple(float(v) for v in a.voxel_size.split(",")), init=a.init,
     )

@@ -114,8 +114,10 @@ def test_flip_checked_suggestions_come_from_a_mirrored_pass_in_the_background(
     maps = annotator._maps
     pixel_size = annotator.inputs.pixel_size()
     flipped = (np.clip(mirrored_prob(target, maps["model"], pixel_size=pixel_size), 0, 1) * 255).astype(np.uint8)
-    expected = suggest_points(maps["prob"] / 255.0, maps["heat"] / 255.0, 6, flipped_prob=flipped / 255.0)
-    plain = suggest_points(maps["prob"] / 255.0, maps["heat"] / 255.0, 6)
+    shown = np.asarray(viewer.layers["em instances"].data)  # ranked over the instances the user sees
+    expected = suggest_points(maps["prob"] / 255.0, maps["heat"] / 255.0, 6, flipped_prob=flipped / 255.0,
+                              labels=shown)
+    plain = suggest_points(maps["prob"] / 255.0, maps["heat"] / 255.0, 6, labels=shown)
     assert len(expected) and np.allclose(layer.data, expected.points)
     assert not np.allclose(expected.scores, plain.scores)  # the mirrored pass changed the scores
 

@@ -44,7 +44,8 @@ def cmd_suggest(args) -> int:
         print("mito-wda: predicting the mirrored image too (flip disagreement; --no-flip-check skips it)",
               file=sys.stderr)
         flipped = mirrored_prob(vol.data, loaded, dev, pixel_size)
-    sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=existing, flipped_prob=flipped)
+    sug = suggest_points(seg.prob, seg.heat, args.n, existing_points=existing, flipped_prob=flipped,
+                         labels=seg.labels)
     pts = sug.points if vol.data.ndim == 3 else sug.points[:, 1:]  # a 2D image's layer has 2 axes
     write_points_csv(out, pts, {"score": [round(float(v), 4) for v in sug.scores], "kind": sug.kinds},
                      overwrite=args.overwrite)

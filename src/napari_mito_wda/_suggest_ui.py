@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QPush
 
 from ._inputs_ui import points_layer_on
 from ._jobs import alive_only
+from ._live_layers import INSTANCES_SUFFIX
 from ._util import layer_named, points_in_image_coords, same_layer
 
 NEGATIVE_SUFFIX = " not mitochondria"
@@ -203,9 +204,11 @@ class SuggestSection(QGroupBox):
         if image.ndim == 2:
             existing = np.column_stack([np.zeros(len(existing)), existing])
         m = self._maps
+        shown = layer_named(self.viewer, f"{image.name}{INSTANCES_SUFFIX}")  # what the user sees, corrections too
+        labels = None if shown is None or np.shape(shown.data) != m["prob"].shape else np.asarray(shown.data)
         sug = suggest_points(m["prob"] / 255.0, m["heat"] / 255.0, int(self.n_spin.value()), existing_points=existing,
                              previous_prob=None if m["previous"] is None else m["previous"] / 255.0,
-                             flipped_prob=None if flipped is None else flipped / 255.0)
+                             flipped_prob=None if flipped is None else flipped / 255.0, labels=labels)
         pts = sug.points if image.ndim == 3 else sug.points[:, 1:]
         layer = points_layer_on(self.viewer, image, f"{image.name}{SUGGESTED_SUFFIX}", face_color="transparent",
                                 border_color="cyan", symbol="diamond")

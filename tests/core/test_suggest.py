@@ -149,3 +149,31 @@ def test_suggest_refuses_bad_options_before_any_work(em, tmp_path, capsys):
     rc, err = cli(["suggest", em, "-o", tmp_path / "s.csv", "--negative-points", tmp_path / "none.csv"], capsys)
     assert rc == 2 and err.startswith("mito-wda: error: --negative-points: Points file not found")
     assert not (tmp_path / "s.csv").exists()
+
+
+def test_with_the_shown_instances_a_blob_too_small_to_be_one_is_a_near_miss_and_instances_rank():
+    prob = np.full((1, 96, 96), 0.01, np.float32)
+    heat = np.zeros_like(prob)
+    prob[0, 10:40, 10:40] = 0.7       # an unsure instance, shown to the user
+    prob[0, 60:66, 60:66] = 0.9       # a blob above threshold that the instance step dropped (too small)
+    prob[0, 10:40, 55:65] = 0.99      # two touching instances, each confident
+    prob[0, 10:40, 65:90] = 0.99
+    labels = np.zeros((1, 96, 96), np.int32)
+    labels[0, 10:40, 10:40] = 3
+    labels[0, 10:40, 55:65] = 7
+    labels[0, 10:40, 65:90] = 9
+    old = suggest_points(prob, heat, 10, min_distance=1)
+    new = suggest_points(prob, heat, 10, labels=labels, min_distance=1)
+    kind_at = {tuple(p[1:].astype(int)): k for p, k in zip(new.points, new.kinds)}
+    # one candidate per shown instance, at a pixel of that instance; the touching two stay apart
+    on = sorted(int(labels[0, y, x]) for (y, x), k in kind_at.items() if k != "near miss")
+    assert on == [3, 7, 9]
+    (blob,) = [(y, x) for (y, x), k in kind_at.items() if k == "near miss"]
+    assert 60 <= blob[0] < 66 and 60 <= blob[1] < 66
+    # without the labels the blob was an object and the touching instances one
+    assert sum(k != "near miss" for k in old.kinds) == 3 and "near miss" not in old.kinds
+    # the unsure instance ranks first
+    best = new.points[int(np.argmax(new.scores))].astype(int)
+    assert labels[0, best[1], best[2]] == 3
+    with pytest.raises(ValueError, match="labels"):
+        suggest_points(prob, heat, 3, labels=labels[:, :50])

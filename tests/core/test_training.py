@@ -184,3 +184,47 @@ def test_fit_runs_with_elastic_cut_paste_and_degrade():
     settings = FitSettings(max_iters=12, batch=2, crop=64, report_every=4, elastic=0.5, cut_paste=0.5, degrade=0.5)
     reports = list(fit(data, settings, model=model))
     assert reports[-1].done and reports[-1].step == 12 and np.isfinite(reports[-1].losses["seg"])
+
+
+def test_weight_average_moves_by_its_decay_and_copies_counters():
+    import torch
+
+    from napari_mito_wda.core.training.supervised import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.fill_(0.0)
+    avg = WeightAverage(model, decay=0.75)
+    with torch.no_grad():
+        model[0].weight.fill_(4.0)
+    model[1].num_batches_tracked.fill_(7)
+    avg.update(model)
+    assert torch.allclose(avg.shadow[0].weight, torch.full((1, 2), 1.0))  # 0.75 * 0 + 0.25 * 4
+    avg.update(model)
+    assert torch.allclose(avg.shadow[0].weight, torch.full((1, 2), 1.75))  # 0.75 * 1 + 0.25 * 4
+    assert int(avg.shadow[1].num_batches_tracked) == 7
+    assert float(model[0].weight[0, 0]) == 4.0  # the trained model is untouched
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_fit_with_a_weight_average_keeps_the_averaged_weights():
+    import copy
+
+    img, inst = _small_data(seed=5)
+    data = prepare_slices(img, inst > 0, factor=1, sigma=3.0)
+    start = MultiTaskUNet(ModelConfig(base=8, depth=2, proj_dim=4, downsample=1))
+    settings = FitSettings(max_iters=10, batch=2, crop=64, lr=3e-3, seed=1)
+
+    def moved(model):
+        return float((model.seg_head.weight - start.seg_head.weight).abs().sum())
+
+    raw = copy.deepcopy(start)
+    list(fit(data, settings, model=raw))
+    averaged = FitSettings(**(settings.to_dict() | {"ema": 0.999}))
+    # decay 0.999 over 10 steps: the kept weights go ~1% of the raw ones' way, with validation or without
+    for val in (None, data):
+        model = copy.deepcopy(start)
+        reports = list(fit(data, averaged, model=model, val=val))
+        assert reports[-1].done and reports[-1].step == 10
+        assert 0 < moved(model) < 0.05 * moved(raw)
