@@ -135,7 +135,8 @@ def run(args, arm: str) -> None:
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
                "schedule": args.schedule,
                "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share,
-               "negative_crops": args.negative_crops, "selection": args.selection} | stamp()
+               "negative_crops": args.negative_crops, "selection": args.selection,
+               "ranking": "blobs" if args.old_ranking else "instances"} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -166,12 +167,18 @@ def run(args, arm: str) -> None:
             answered += len(more)
 
 
+def _ranking(r: dict) -> str:
+    """What the suggestions ranked as objects: the shown instances (from 5028a8a) or p > 0.5 blobs (before)."""
+    return r.get("ranking", "blobs")
+
+
 def _arm_label(r: dict) -> str:
     flip = r.get("flip_check") and r["arm"].startswith("suggest")  # the flip check ranks suggestions only
     return (r["arm"] + (" + flip check" if flip else "")
             + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" + negative crops ({r['negative_crops']} a step)" if r.get("negative_crops") else "")
             + (" + last model kept" if r.get("selection") == "last" else "")
+            + (" (ranking p > 0.5 blobs)" if r["arm"].startswith("suggest") and _ranking(r) == "blobs" else "")
             + (f", seed {r['seed']}" if r.get("seed") else ""))
 
 
@@ -181,6 +188,7 @@ def _flags(r: dict) -> str:
             + (f" --focus-share {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
             + (" --selection last" if r.get("selection") == "last" else "")
+            + (" --old-ranking" if r["arm"].startswith("suggest") and _ranking(r) == "blobs" else "")
             + (f" --seed {r['seed']}" if r.get("seed") else ""))
 
 

@@ -66,6 +66,18 @@ def precision(request, monkeypatch):
 # --------------------------------------------------------------------------- data
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: two threads sum in a varying order, and a short training run on
+    tiny data can diverge on some of those orders (a test that fails 1 run in ~10 is no test)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def small_volume():
     """A tiny synthetic EM-like stack (3, 96, 96): (image uint8, instances uint16). Read-only."""

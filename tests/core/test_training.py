@@ -27,7 +27,7 @@ def _small_data(seed=0):
     return img, inst
 
 
-def test_fit_learns_reports_and_stops_on_request():
+def test_fit_learns_reports_and_stops_on_request(one_thread):
     img, inst = _small_data()
     data = prepare_slices(img, inst > 0, factor=1, sigma=3.0)
     model = MultiTaskUNet(ModelConfig(base=8, depth=2, proj_dim=4, downsample=1))
