@@ -123,13 +123,19 @@ def run(args, arm: str) -> None:
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
                           focus_share=args.focus_share, negative_crops=args.negative_crops,
                           selection=args.selection)
-        for _ in adapt(train, np.array(pos, float), loaded, s, dev=dev,
-                       negative_points=np.array(neg, float).reshape(-1, 3)):
-            pass
+        judged = {"scores": []}  # the judge's view: the start's score, each round's candidate's, what it kept
+        for rep in adapt(train, np.array(pos, float), loaded, s, dev=dev,
+                         negative_points=np.array(neg, float).reshape(-1, 3)):
+            if rep.stage == "prepare":
+                judged["start_score"] = round(float(rep.best_score), 4)
+            elif rep.stage == "label":
+                judged["scores"].append(round(float(rep.score), 4))
+            elif rep.stage == "done":
+                judged |= {"best_score": round(float(rep.best_score), 4), "kept_step": rep.kept_step}
         m = evaluate_volume(segment_volume(test, loaded, dev).labels, test_gt, per_slice=False)
         removed = false_objects_removed(on_object, train, loaded, dev)
         row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "answered": answered,
-               "dice": m["dice"], "aji": m["aji"],
+               "dice": m["dice"], "aji": m["aji"], "judge": judged,
                "n_false_clicked": len(on_object), "false_removed": removed,
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
