@@ -123,7 +123,8 @@ def run(args, arm: str) -> None:
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
                           focus_share=args.focus_share, negative_crops=args.negative_crops,
                           selection=args.selection,
-                          **({} if r == 0 or args.resumed_stage1 is None else {"stage1_rounds": args.resumed_stage1}))
+                          **({} if r == 0 or args.resumed_stage1 is None else {"stage1_rounds": args.resumed_stage1}),
+                          **({} if r == 0 or args.resumed_lr is None else {"lr": args.resumed_lr}))
         judged = {"scores": []}  # the judge's view: the start's score, each round's candidate's, what it kept
         for rep in adapt(train, np.array(pos, float), loaded, s, dev=dev,
                          negative_points=np.array(neg, float).reshape(-1, 3)):
@@ -144,7 +145,7 @@ def run(args, arm: str) -> None:
                "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share,
                "negative_crops": args.negative_crops, "selection": args.selection,
                "ranking": "blobs" if args.old_ranking else "instances",
-               "resumed_stage1": args.resumed_stage1} | stamp()
+               "resumed_stage1": args.resumed_stage1, "resumed_lr": args.resumed_lr} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -187,6 +188,7 @@ def _arm_label(r: dict) -> str:
             + (f" + negative crops ({r['negative_crops']} a step)" if r.get("negative_crops") else "")
             + (" + last model kept" if r.get("selection") == "last" else "")
             + (f" + {r['resumed_stage1']} stage-1 rounds when resumed" if r.get("resumed_stage1") is not None else "")
+            + (f" + lr {r['resumed_lr']:g} when resumed" if r.get("resumed_lr") is not None else "")
             + (" (ranking p > 0.5 blobs)" if r["arm"].startswith("suggest") and _ranking(r) == "blobs" else "")
             + (f", seed {r['seed']}" if r.get("seed") else ""))
 
@@ -199,6 +201,7 @@ def _flags(r: dict) -> str:
             + (" --selection last" if r.get("selection") == "last" else "")
             + (" --old-ranking" if r["arm"].startswith("suggest") and _ranking(r) == "blobs" else "")
             + (f" --resumed-stage1 {r['resumed_stage1']}" if r.get("resumed_stage1") is not None else "")
+            + (f" --resumed-lr {r['resumed_lr']:g}" if r.get("resumed_lr") is not None else "")
             + (f" --seed {r['seed']}" if r.get("seed") else ""))
 
 
@@ -345,6 +348,8 @@ def main() -> None:
                     help="rank p > 0.5 blobs as objects, not the shown instances (the ranking before session 17)")
     ap.add_argument("--resumed-stage1", type=int, default=None,
                     help="stage-1 rounds of the resumed adaptations (rounds after the first; default: the setting's)")
+    ap.add_argument("--resumed-lr", type=float, default=None,
+                    help="learning rate of the resumed adaptations (rounds after the first; default: the setting's)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")
     args = ap.parse_args()
     if not args.render:
