@@ -118,13 +118,13 @@ def run(args, arm: str) -> None:
     answered = len(pos)  # every answer the user gave, a skipped suggestion too
     on_object: list[tuple] = []  # negative clicks that landed on a predicted object (a false object)
     rng = np.random.default_rng(args.seed)
+    # settings of the resumed adaptations (every round after the first) that the flags override
+    resumed = {k: v for k, v in (("stage1_rounds", args.resumed_stage1), ("lr", args.resumed_lr)) if v is not None}
     for r in range(len(totals)):
         t0 = time.perf_counter()
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
                           focus_share=args.focus_share, negative_crops=args.negative_crops,
-                          selection=args.selection,
-                          **({} if r == 0 or args.resumed_stage1 is None else {"stage1_rounds": args.resumed_stage1}),
-                          **({} if r == 0 or args.resumed_lr is None else {"lr": args.resumed_lr}))
+                          selection=args.selection, **(resumed if r > 0 else {}))
         judged = {"scores": []}  # the judge's view: the start's score, each round's candidate's, what it kept
         for rep in adapt(train, np.array(pos, float), loaded, s, dev=dev,
                          negative_points=np.array(neg, float).reshape(-1, 3)):
@@ -176,9 +176,10 @@ def run(args, arm: str) -> None:
             answered += len(more)
 
 
-def _ranking(r: dict) -> str:
-    """What the suggestions ranked as objects: the shown instances (from 5028a8a) or p > 0.5 blobs (before)."""
-    return r.get("ranking", "blobs")
+def _old_ranking(r: dict) -> bool:
+    """A suggested arm that ranked p > 0.5 blobs as objects (rows before 5028a8a, or --old-ranking), not the
+    shown instances."""
+    return r["arm"].startswith("suggest") and r.get("ranking", "blobs") == "blobs"
 
 
 def _arm_label(r: dict) -> str:
@@ -189,7 +190,7 @@ def _arm_label(r: dict) -> str:
             + (" + last model kept" if r.get("selection") == "last" else "")
             + (f" + {r['resumed_stage1']} stage-1 rounds when resumed" if r.get("resumed_stage1") is not None else "")
             + (f" + lr {r['resumed_lr']:g} when resumed" if r.get("resumed_lr") is not None else "")
-            + (" (ranking p > 0.5 blobs)" if r["arm"].startswith("suggest") and _ranking(r) == "blobs" else "")
+            + (" (ranking p > 0.5 blobs)" if _old_ranking(r) else "")
             + (f", seed {r['seed']}" if r.get("seed") else ""))
 
 
@@ -199,7 +200,7 @@ def _flags(r: dict) -> str:
             + (f" --focus-share {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
             + (" --selection last" if r.get("selection") == "last" else "")
-            + (" --old-ranking" if r["arm"].startswith("suggest") and _ranking(r) == "blobs" else "")
+            + (" --old-ranking" if _old_ranking(r) else "")
             + (f" --resumed-stage1 {r['resumed_stage1']}" if r.get("resumed_stage1") is not None else "")
             + (f" --resumed-lr {r['resumed_lr']:g}" if r.get("resumed_lr") is not None else "")
             + (f" --seed {r['seed']}" if r.get("seed") else ""))
