@@ -63,6 +63,22 @@ def central_block(depth: int, n: int) -> slice:
     return slice(z0, z0 + n)
 
 
+def parse_overrides(pairs: list[str] | None) -> dict:
+    """--set KEY=VALUE pairs -> AdaptSettings overrides (values read as JSON, else kept as text)."""
+    from napari_mito_wda.core.adapt import AdaptSettings
+
+    out = {}
+    for pair in pairs or []:
+        key, sep, val = pair.partition("=")
+        if not sep or key not in AdaptSettings.__dataclass_fields__:
+            sys.exit(f"--set takes KEY=VALUE with KEY an AdaptSettings field, got {pair!r}")
+        try:
+            out[key] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key] = val
+    return out
+
+
 def n_slices(path: Path) -> int:
     import tifffile
 
@@ -105,11 +121,14 @@ def child(a) -> dict:
     over = {"seed": a.seed} | {k: getattr(auto, k) for k in AUTO_FIELDS}
     if a.iters:
         over["max_iters"] = a.iters
+    variant = parse_overrides(a.set)
+    over |= variant
     settings = AdaptSettings.preset("quick", **over)
     out = {"kind": a.kind, "clicks_asked": a.clicks if a.kind == "adapt" else 0, "n_clicks": n_clicks,
            "clicked_slices": [int(z) + block.start for z in zs],
            "n_clicked_slices": len(zs), "steps": 0, "kept_step": None, "quality": None, "estimate": None,
-           "centring": None, "message": "", "settings": settings.to_dict(), "chosen": chosen}
+           "centring": None, "message": "", "settings": settings.to_dict(), "chosen": chosen,
+           "overrides": variant}
     t0 = time.perf_counter()
     if a.kind == "adabn":  # what the adaptation does first (loop.py), and keeps without clicks unless beaten
         f = loaded.model.config.downsample
@@ -167,6 +186,8 @@ def run_rows(a) -> list[dict]:
             args += ["--iters", str(a.iters)]
         if a.test_slices:
             args += ["--test-slices", str(a.test_slices)]
+        for pair in a.set or []:
+            args += ["--set", pair]
         t0 = time.perf_counter()
         r = run_child(Path(__file__), args) | {"crops_asked": job["crops_asked"]}
         r["row_s"] = round(time.perf_counter() - t0, 1)  # end to end: process start, adaptation, scoring
@@ -209,6 +230,8 @@ def main() -> None:
     ap.add_argument("--test-slices", type=int, default=None, help="score on the first N test slices (default all)")
     ap.add_argument("--iters", type=int, default=None, help="also cap each adaptation at N iterations (smoke tests)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the source and AdaBN rows of each crop")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="an AdaptSettings override for every adapting row (a variant: kept out of the main table)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs from the saved results")
     a = ap.parse_args()
     if a.child:
@@ -225,6 +248,7 @@ def main() -> None:
             missing = [p for p in DOMAINS[d][:4] if not (SHARED / p).exists()]
             if missing:
                 sys.exit(f"needs {', '.join(str(SHARED / p) for p in missing)}")
+        parse_overrides(a.set)  # a bad pair stops here, before any row runs
         failed = run_rows(a)
     from user_report import render
 

@@ -22,13 +22,13 @@ def _budget(r: dict) -> str:
 
 def _latest(results: list[dict]) -> list[dict]:
     """The newest result of each row (domain, crop, kind, clicks, budget, seed), on each domain's largest
-    scored test set."""
+    scored test set; variants (--set) aside."""
     full = {}
     for r in results:
         full[r["domain"]] = max(full.get(r["domain"], 0), r["test_slices"])
     rows = {}
     for r in results:
-        if r["test_slices"] == full[r["domain"]]:
+        if r["test_slices"] == full[r["domain"]] and not r.get("overrides"):
             rows[(r["domain"], r["crop"], r["kind"], r["n_clicks"], _budget(r), r["seed"])] = r
     return list(rows.values())
 

@@ -34,7 +34,7 @@ from ..training.targets import count_estimate
 from .batchnorm import adabn, frozen_bn_stats
 from .corrections import Corrections, check_corrections, working_corrections
 from .heldout import ClickSplit, heldout_quality
-from .losses import class_focused_contrastive, partial_weighted_mse
+from .losses import class_focused_contrastive, keep_loss, partial_weighted_mse
 from .points import points_by_slice, validate_points
 from .predict import StartingProbability, predict_slices
 from .pseudo_labels import budget_anchor, ratio_schedule
@@ -246,7 +246,7 @@ def adapt(
             extra = negative_batch(rng, images, rnd, neg_points, s.negative_crops, s.crop, s.augment)
             if extra is not None:
                 batch = tuple(torch.cat(pair) for pair in zip(batch, extra))
-            xt, yt, tt, wt, ct = (v.to(dev.device) for v in batch)
+            xt, yt, tt, wt, pt = (v.to(dev.device) for v in batch)
             with dev.autocast():
                 out_t = model(xt.contiguous(memory_format=torch.channels_last), with_proj=s.contrastive)
             if s.detection:
@@ -255,11 +255,14 @@ def adapt(
             if stage == "stage2" and (yt == 1).any():
                 losses["tgt_seg"] = seg_loss(out_t["seg"].float(), yt)
                 total = total + s.w_tgt_seg * losses["tgt_seg"]
+            if s.w_keep > 0:
+                losses["keep"] = keep_loss(out_t["seg"].float(), pt, yt)
+                total = total + s.w_keep * losses["keep"]
             if s.contrastive and protos is not None:
                 emb = out_t["proj"].float()
                 stride = xt.shape[-1] // emb.shape[-1]
                 lab_small = yt[:, 0, ::stride, ::stride]
-                conf_small = ct[:, 0, ::stride, ::stride]
+                conf_small = (2 * pt[:, 0, ::stride, ::stride] - 1).abs()
                 losses["con"] = class_focused_contrastive(emb, lab_small, conf_small, protos)
                 total = total + s.w_con * losses["con"]
             opt.zero_grad(set_to_none=True)

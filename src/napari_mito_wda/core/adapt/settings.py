@@ -36,6 +36,7 @@ class AdaptSettings:
     w_tgt_det: float = 2.0
     w_tgt_seg: float = 1.0
     w_con: float = 0.1
+    w_keep: float = 0.0              # pixels the pseudo-labels ignore keep the round's start probability
     t_s1: float = 0.9                # pseudo-label confidence threshold, stage 1 / stage 2
     t_s2: float = 0.8
     sigma: float = 6.0
