@@ -182,12 +182,20 @@ def _old_ranking(r: dict) -> bool:
     return r["arm"].startswith("suggest") and r.get("ranking", "blobs") == "blobs"
 
 
+SELECTION_LABELS = {"score": "best score kept", "last": "last model kept"}
+
+
+def _selection(r: dict) -> str:
+    """How a row's rounds kept their model: "guarded" (the product from session 18), "score" (before)."""
+    return r.get("selection", "score")
+
+
 def _arm_label(r: dict) -> str:
     flip = r.get("flip_check") and r["arm"].startswith("suggest")  # the flip check ranks suggestions only
     return (r["arm"] + (" + flip check" if flip else "")
             + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" + negative crops ({r['negative_crops']} a step)" if r.get("negative_crops") else "")
-            + (" + last model kept" if r.get("selection") == "last" else "")
+            + (f" + {SELECTION_LABELS[_selection(r)]}" if _selection(r) != "guarded" else "")
             + (f" + {r['resumed_stage1']} stage-1 rounds when resumed" if r.get("resumed_stage1") is not None else "")
             + (f" + lr {r['resumed_lr']:g} when resumed" if r.get("resumed_lr") is not None else "")
             + (" (ranking p > 0.5 blobs)" if _old_ranking(r) else "")
@@ -199,7 +207,7 @@ def _flags(r: dict) -> str:
     return ((" --flip-check" if r.get("flip_check") else "")
             + (f" --focus-share {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
-            + (" --selection last" if r.get("selection") == "last" else "")
+            + (f" --selection {_selection(r)}" if _selection(r) != "guarded" else "")
             + (" --old-ranking" if _old_ranking(r) else "")
             + (f" --resumed-stage1 {r['resumed_stage1']}" if r.get("resumed_stage1") is not None else "")
             + (f" --resumed-lr {r['resumed_lr']:g}" if r.get("resumed_lr") is not None else "")
@@ -341,8 +349,8 @@ def main() -> None:
                     help="share of target crops around negative clicks (AdaptSettings.focus_share)")
     ap.add_argument("--negative-crops", type=int, default=0,
                     help="crops per step around a negative click (AdaptSettings.negative_crops)")
-    ap.add_argument("--selection", default="score", choices=("score", "last"),
-                    help="keep the best-scoring model of each round (the product) or the last one (a diagnostic)")
+    ap.add_argument("--selection", default="guarded", choices=("guarded", "score", "last"),
+                    help="which model each round keeps (AdaptSettings.selection; guarded: the product)")
     ap.add_argument("--schedule", default=None,
                     help="answered clicks after each round, e.g. 10,25,50,100 (replaces --start-clicks/-n/--rounds)")
     ap.add_argument("--old-ranking", action="store_true",

@@ -314,9 +314,9 @@ def test_slices_clicked_mid_run_are_vetoed_by_the_starting_model_not_the_trained
         StartingProbability(loaded.model, images, [0], prob, dev, later_slices=False).cover([1])
 
 
-def test_the_returned_model_never_scores_below_the_starting_model(setup, precision):
+def test_selection_by_score_never_returns_a_model_scoring_below_the_starting_model(setup, precision):
     img, _, loaded, source, clicks = setup
-    reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))
+    reports = list(adapt(img, clicks, loaded, AdaptSettings(**FAST | {"selection": "score"}), source_data=source))
     start = reports[0].best_score
     seen = [start] + [r.score for r in reports if r.stage == "label"]
     # (the end-of-training prediction is a candidate too, without a report of its own)

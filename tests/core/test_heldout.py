@@ -163,3 +163,31 @@ def test_a_share_of_the_negative_clicks_is_held_out_too_judges_and_never_trains(
     assert done.quality["n_heldout_negative"] == 2 and 0.0 <= done.quality["heldout_negative_spared"] <= 1.0
     assert "'not mitochondria' clicks left as background" in describe_quality(done.quality)
     assert f"({len(held) + 2} held out" in reports[0].message
+
+
+def test_the_guard_allows_one_click_in_five_lost_and_counts_negative_clicks_on_objects_as_wrong():
+    from napari_mito_wda.core.adapt.selection import clicks_answered, guard_holds
+
+    start = np.zeros((1, 60, 120), np.float32)
+    centres = [(10.0, 10.0 + 20 * i) for i in range(5)]
+    for _, x in centres:
+        start[0, 5:16, int(x) - 5:int(x) + 6] = 0.9
+    clicks = {0: np.array(centres)}
+    assert clicks_answered(start, [0], clicks) == (5, 5)
+    one_lost, two_lost = start.copy(), start.copy()
+    one_lost[0, :, :20] = 0.0
+    two_lost[0, :, :40] = 0.0
+    assert guard_holds(one_lost, start, [0], clicks, None, 0.2)
+    assert not guard_holds(two_lost, start, [0], clicks, None, 0.2)
+    assert guard_holds(two_lost, start, [0], clicks, None, 0.4)  # round(0.4 x 5) = 2 may be lost
+    neg = {0: np.array([[10.0, 10.0], [40.0, 100.0]])}  # one on an object the start shows, one on background
+    assert clicks_answered(start, [0], clicks, neg) == (6, 7)
+    assert clicks_answered(one_lost, [0], clicks, neg) == (6, 7)  # a click lost, a false object gone
+    assert guard_holds(two_lost, start, [0], {}, None, 0.2)  # no clicks: nothing to lose
+
+
+def test_the_guarded_selection_keeps_the_latest_model_that_passes(many_clicks):
+    img, loaded, source, clicks = many_clicks
+    done = list(adapt(img, clicks, loaded, AdaptSettings(**FAST | {"guard_tolerance": 1.0}), source_data=source))[-1]
+    assert done.kept_step == done.step  # every click may be lost: the last model passes and is kept
+    assert "the latest model that answers the held-out clicks" in done.message

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from napari_mito_wda.core.adapt.losses import (
-    keep_loss,
     build_prototypes,
     class_focused_contrastive,
     cosine_kmeans,
@@ -30,21 +29,6 @@ def test_partial_mse_gradient_only_from_weighted_pixels():
     partial_weighted_mse(pred, torch.ones(1, 1, 2, 2), weight).backward()
     # d/dp (p - 1)^2 = 2 (p - 1) = -2 at the weighted pixel; ignored pixels get no gradient.
     np.testing.assert_allclose(pred.grad[0, 0].numpy(), [[-2.0, 0.0], [0.0, 0.0]])
-
-
-def test_keep_loss_pulls_only_the_ignored_pixels_towards_the_round_start():
-    prob = torch.full((1, 1, 4, 4), 0.8)
-    label = torch.full((1, 1, 4, 4), 255, dtype=torch.uint8)
-    label[..., :2, :] = 0  # the top half is labelled: the keep loss leaves it alone
-    at = lambda p: torch.full((1, 1, 4, 4), math.log(p / (1 - p)))  # noqa: E731
-    losses = {p: float(keep_loss(at(p), prob, label)) for p in (0.2, 0.5, 0.8, 0.95)}
-    assert min(losses, key=losses.get) == 0.8  # lowest where the prediction is the round's probability
-    by_hand = -(0.8 * math.log(0.5) + 0.2 * math.log(0.5))
-    assert losses[0.5] == pytest.approx(by_hand, rel=1e-5)  # a mean over the 8 ignored pixels only
-    logits = at(0.3).requires_grad_()
-    keep_loss(logits, prob, label).backward()
-    assert (logits.grad[..., :2, :] == 0).all() and (logits.grad[..., 2:, :] < 0).all()  # raise p there only
-    assert float(keep_loss(at(0.3), prob, torch.zeros_like(label))) == 0.0  # nothing ignored: nothing kept
 
 
 def test_detection_weights_background_support_boost_and_click_disks():

@@ -2,7 +2,8 @@
 
 `adapt` is a generator. It yields an AdaptReport every few iterations (losses, speed, time left) and,
 at the start of every self-training round, the current prediction of the target; it stops at the next
-iteration when `stop()` turns true and always ends with the best model (by a label-free score) loaded.
+iteration when `stop()` turns true and always ends with the kept model loaded (AdaptSettings.selection: by
+default the latest that answers the held-out clicks about as well as the start did).
 
 Each round: predict the target with the current model -> instance-aware pseudo-labels (IPL: the clicked
 components; with AdaptSettings.peak_selection also the top detection peaks, budget = ratio x a frozen
@@ -34,7 +35,7 @@ from ..training.targets import count_estimate
 from .batchnorm import adabn, frozen_bn_stats
 from .corrections import Corrections, check_corrections, working_corrections
 from .heldout import ClickSplit, heldout_quality
-from .losses import class_focused_contrastive, keep_loss, partial_weighted_mse
+from .losses import class_focused_contrastive, partial_weighted_mse
 from .points import points_by_slice, validate_points
 from .predict import StartingProbability, predict_slices
 from .pseudo_labels import budget_anchor, ratio_schedule
@@ -47,7 +48,7 @@ from .rounds import (
     target_batch,
 )
 from .saving import replay_planes
-from .selection import detector_trusted, heat_at_clicks, selection_score
+from .selection import detector_trusted, guard_holds, heat_at_clicks, selection_score
 from .settings import AdaptReport, AdaptSettings
 
 
@@ -74,8 +75,8 @@ def adapt(
     "not a mitochondrion" clicks, whose objects become background (negatives.py). corrections /
     get_corrections: the user's corrected objects (`corrections_from_edit`), exact labels on their
     slices, re-read at each round in the same way (corrections.py).
-    When the generator ends, `source.model` holds the best model seen (label-free score, or the last
-    one with settings.selection == "last").
+    When the generator ends, `source.model` holds the kept model (settings.selection: the latest that passes
+    the held-out guard, the best label-free score, or the last one).
     target may be a `Volume` or a TIFF path too; pixel_size: its in-plane nm per pixel (default: a
     Volume's or file's metadata). The slices are then trained on at the model's pixel size, as
     `segment_volume` predicts them, so the adapted model keeps the source's pixel size on its card.
@@ -127,6 +128,15 @@ def adapt(
         if held_w or held_negs:
             return selection_score(prob, heat, held_w, zs, negatives=held_negs)
         return selection_score(prob, heat, clicks_w, zs, negatives=negs_w)
+
+    def guard(prob) -> bool:
+        # The same clicks as the judge's, on the slices the starting model's probability covers.
+        pos, neg = (held_w, held_negs) if held_w or held_negs else (clicks_w, negs_w)
+        ks = [k for k, z in enumerate(zs) if z in start_prob]
+        if not ks:
+            return True
+        return guard_holds(prob[ks], np.stack([start_prob[zs[k]] for k in ks]), [zs[k] for k in ks], pos, neg,
+                           s.guard_tolerance)
 
     def quality(prob) -> dict:
         return heldout_quality(prob, zs, held_w, start_prob, held_negatives=held_negs)
@@ -187,7 +197,11 @@ def adapt(
         # A model fresh from stage 1 is no candidate: that stage trains no target segmentation, while its
         # detection training lifts the heads' agreement (Lucchi, v17: kept at Dice 0.764 over a stage-2 0.855).
         after_stage1 = r_idx > 0 and rounds[r_idx - 1][0] == "stage1" and stage != "final"
-        if (score > best_score + margin and not after_stage1) or s.selection == "last":
+        if s.selection == "guarded" and (n_clicks or n_neg):
+            take = not after_stage1 and guard(prob)
+        else:
+            take = (score > best_score + margin and not after_stage1) or s.selection == "last"
+        if take:
             best_score, best_state, best_pred = score, copy.deepcopy(model.state_dict()), pred
             best_quality = quality(prob)
             best_from, kept_step, new_best = f"step {step}", step, True
@@ -246,7 +260,7 @@ def adapt(
             extra = negative_batch(rng, images, rnd, neg_points, s.negative_crops, s.crop, s.augment)
             if extra is not None:
                 batch = tuple(torch.cat(pair) for pair in zip(batch, extra))
-            xt, yt, tt, wt, pt = (v.to(dev.device) for v in batch)
+            xt, yt, tt, wt, ct = (v.to(dev.device) for v in batch)
             with dev.autocast():
                 out_t = model(xt.contiguous(memory_format=torch.channels_last), with_proj=s.contrastive)
             if s.detection:
@@ -255,14 +269,11 @@ def adapt(
             if stage == "stage2" and (yt == 1).any():
                 losses["tgt_seg"] = seg_loss(out_t["seg"].float(), yt)
                 total = total + s.w_tgt_seg * losses["tgt_seg"]
-            if s.w_keep > 0:
-                losses["keep"] = keep_loss(out_t["seg"].float(), pt, yt)
-                total = total + s.w_keep * losses["keep"]
             if s.contrastive and protos is not None:
                 emb = out_t["proj"].float()
                 stride = xt.shape[-1] // emb.shape[-1]
                 lab_small = yt[:, 0, ::stride, ::stride]
-                conf_small = (2 * pt[:, 0, ::stride, ::stride] - 1).abs()
+                conf_small = ct[:, 0, ::stride, ::stride]
                 losses["con"] = class_focused_contrastive(emb, lab_small, conf_small, protos)
                 total = total + s.w_con * losses["con"]
             opt.zero_grad(set_to_none=True)
@@ -293,9 +304,15 @@ def adapt(
                       quality=quality(pred["prob"]),
                       heat_at_clicks=heat_end,
                       message=("stopped" if stop is not None and stop() else "finished")
-                      + f": kept the best-scoring model ({best_from})"
+                      + f": kept {_kept_why(s, n_clicks or n_neg)} ({best_from})"
                       + ("" if heat_start is None or heat_end is None
                          else f"; detector heat at the clicks {heat_start:.2f} at the start, {heat_end:.2f} kept"))
+
+
+def _kept_why(s: AdaptSettings, any_clicks: int) -> str:
+    if s.selection == "guarded" and any_clicks:
+        return "the latest model that answers the held-out clicks about as well as the start"
+    return "the last model" if s.selection == "last" else "the best-scoring model"
 
 
 def _trust_note(heat: float | None, trusted: bool | None, s: AdaptSettings, first: bool) -> str:

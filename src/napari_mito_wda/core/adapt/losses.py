@@ -31,19 +31,6 @@ def partial_weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch
     return (weight * (pred - target) ** 2).sum() / n
 
 
-def keep_loss(logits: torch.Tensor, prob: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """BCE of the segmentation logits against the round's starting probability, on the pixels the
-    pseudo-labels leave IGNORE only (mean over them; 0 when there are none).
-
-    Why: with a few clicks the pseudo-labels hold a handful of clicked objects against a sea of confident
-    background, and the unlabelled rest drifts towards background (the foreground shrank round after round,
-    session 17 in docs/journal.md). This keeps the unlabelled pixels where the round started.
-    """
-    ign = (label == IGNORE).to(logits.dtype)
-    bce = F.binary_cross_entropy_with_logits(logits, prob.to(logits.dtype), weight=ign, reduction="sum")
-    return bce / ign.sum().clamp(min=1)
-
-
 def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     r = np.arange(size) - (size - 1) / 2
     g = np.exp(-(r**2) / (2 * sigma**2))

@@ -29,7 +29,7 @@ class TargetRound:
     labels: list[np.ndarray]
     det_targets: list[np.ndarray]
     det_weights: list[np.ndarray]
-    prob: list[np.ndarray]           # the round's starting probability (contrastive confidence, keep loss)
+    conf: list[np.ndarray]
     negative: list[np.ndarray | None] = field(default_factory=list)  # what the negative clicks made background
 
 
@@ -96,7 +96,7 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
         rnd.labels.append(label)
         rnd.det_targets.append(target)
         rnd.det_weights.append(weight.astype(np.float32))
-        rnd.prob.append(np.asarray(prob[k], np.float32))
+        rnd.conf.append(np.abs(2 * prob[k] - 1).astype(np.float32))
         rnd.negative.append(neg if neg is not None and neg.any() else None)
     return rnd, n_sel
 
@@ -139,12 +139,12 @@ def target_batch(rng, images, rnd: TargetRound, batch: int, crop: int, augment: 
         else:
             k = int(rng.integers(0, len(rnd.z)))
         samples.append(crop_sample(rng, images[rnd.z[k]], rnd.labels[k],
-                                   [rnd.det_targets[k], rnd.det_weights[k], rnd.prob[k]], crop, augment, around=around))
+                                   [rnd.det_targets[k], rnd.det_weights[k], rnd.conf[k]], crop, augment, around=around))
     return _as_batch(samples)
 
 
 def _as_batch(samples) -> tuple[torch.Tensor, ...]:
-    """(image, label, target, weight, probability) tensors of shape (B, 1, H, W) from crop_sample outputs."""
+    """(image, label, target, weight, confidence) tensors of shape (B, 1, H, W) from crop_sample outputs."""
     imgs, labs, extras = zip(*samples)
     planes = [imgs, labs, *zip(*extras)]
     return tuple(torch.from_numpy(np.stack(xs)[:, None]) for xs in planes)
@@ -174,7 +174,7 @@ def negative_batch(rng, images, rnd: TargetRound, points: list[tuple[int, float,
         region = rnd.negative[k]
         label = np.where(region, 0, IGNORE).astype(np.uint8)
         weight = (rnd.det_weights[k] * region).astype(np.float32)
-        samples.append(crop_sample(rng, images[rnd.z[k]], label, [rnd.det_targets[k], weight, rnd.prob[k]],
+        samples.append(crop_sample(rng, images[rnd.z[k]], label, [rnd.det_targets[k], weight, rnd.conf[k]],
                                    crop, augment, around=(y, x)))
     return _as_batch(samples)
 

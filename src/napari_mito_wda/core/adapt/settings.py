@@ -36,7 +36,6 @@ class AdaptSettings:
     w_tgt_det: float = 2.0
     w_tgt_seg: float = 1.0
     w_con: float = 0.1
-    w_keep: float = 0.0              # pixels the pseudo-labels ignore keep the round's start probability
     t_s1: float = 0.9                # pseudo-label confidence threshold, stage 1 / stage 2
     t_s2: float = 0.8
     sigma: float = 6.0
@@ -61,7 +60,11 @@ class AdaptSettings:
     source_veto_erode: int = 2       # ... shrunk by this many px first, so borders are still taught
     click_fraction: float | None = None  # fraction of instances the user clicked, when known
     label_slices: int = 40           # target slices (evenly spaced) pseudo-labelled per round
-    selection: str = "score"         # keep the model with the best label-free score, or "last"
+    # Which model to keep: "guarded" = the latest whose answers to the held-out clicks are at most
+    # guard_tolerance worse than the start's (clicks or negative clicks given; without any: "score"),
+    # "score" = the best label-free score (selection_score), "last" = the last one.
+    selection: str = "guarded"
+    guard_tolerance: float = 0.2
     heldout_share: float = 0.2       # clicks never trained on: they pick the kept model and estimate quality
     uda_margin: float = 0.5          # no clicks: a trained model must beat AdaBN's score by this (drift)
     report_every: int = 5
