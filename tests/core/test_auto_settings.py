@@ -31,11 +31,19 @@ def test_the_crop_never_exceeds_the_working_image(shape):
     assert s.crop % 16 == 0 or s.crop == side  # the network's multiple where the image allows it
 
 
-def test_a_short_budget_gets_fewer_rounds():
-    short, why = auto_settings((16, 384, 512), 16, minutes=1)
-    long, _ = auto_settings((16, 384, 512), 16, minutes=30)
-    assert short.stage1_rounds + short.stage2_rounds == 2 < long.stage1_rounds + long.stage2_rounds
-    assert short.minutes == 1 and any("2 rounds" in r for r in why)
+def test_a_short_budget_gets_one_round_of_smaller_crops_and_no_warm_up():
+    short, why = auto_settings((32, 768, 1024), 25, minutes=3)
+    middle, _ = auto_settings((32, 768, 1024), 25, minutes=4)  # 3 rounds: the warm-up stays
+    long, _ = auto_settings((32, 768, 1024), 25, minutes=30)
+    assert (short.crop, short.stage1_rounds, short.stage2_rounds) == (192, 0, 1)
+    assert (middle.crop, middle.stage1_rounds, middle.stage2_rounds) == (256, AdaptSettings().stage1_rounds, 2)
+    assert long.crop == 256 and long.stage1_rounds + long.stage2_rounds > 3
+    assert short.minutes == 3 and any("1 round of self-training and no detection-only warm-up" in r for r in why)
+    assert any("192 px (a short budget" in r for r in why)
+    # the sample's working image is 192 px already; an odd network multiple still gets a crop it divides
+    tiny, why_tiny = auto_settings((16, 384, 512), 16, minutes=1)
+    assert tiny.crop == 192 and any("short side is 192 px" in r for r in why_tiny)
+    assert auto_settings((8, 1024, 1024), 5, minutes=1, multiple=40)[0].crop == 160
 
 
 def test_few_or_no_clicks_are_said_and_bad_arguments_refused():

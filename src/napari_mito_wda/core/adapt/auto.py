@@ -18,6 +18,12 @@ SEC_PER_ITER_256 = 1.38
 # The measured default (390 iterations, 6 rounds) gives each round ~65 iterations; below ~50 a round's
 # pseudo-labels are renewed before the model has learnt from them.
 MIN_ITERS_PER_ROUND = 50
+# A budget of fewer rounds is short: stage 1 (detector and embedding, no target segmentation) would take
+# half of it, and a 256-px step costs 1.8x a 192-px one. Lucchi, 32-slice crop, 25 clicks, 3 minutes (seeds
+# 0 / 1): warm-up + 1 round at 256 px 0.800 / 0.813; 1 round at 256 0.813 / 0.817; 1 round at 192
+# 0.824 / 0.834; warm-up + 3 rounds at 192 0.812 / 0.826; 1 round at 128 0.821 / 0.805 (docs/journal.md).
+MIN_ROUNDS_FOR_STAGE1 = 3
+SHORT_BUDGET_CROP = 192
 
 
 def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample: int = 2, multiple: int = 16,
@@ -40,16 +46,27 @@ def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample
         reasons.append(f"budget {minutes:g} min (the quick preset)")
     side = min(shape[1:]) // downsample  # the working image's short side
     crop = min(base.crop, side // multiple * multiple) if side >= multiple else side
-    reasons.append(f"training crops of {crop} px" + ("" if crop == base.crop else
-                   f" (the working image's short side is {side} px)"))
+    iters = minutes * 60.0 / (sec_per_iter_256 * (crop / 256) ** 2)
+    n_rounds = int(min(base.stage1_rounds + base.stage2_rounds, max(2, iters // MIN_ITERS_PER_ROUND)))
+    short = n_rounds < MIN_ROUNDS_FOR_STAGE1
+    shrunk = short and crop > max(multiple, SHORT_BUDGET_CROP // multiple * multiple)
+    if shrunk:  # more, smaller steps
+        small = max(multiple, SHORT_BUDGET_CROP // multiple * multiple)
+        crop, iters = small, iters * (crop / small) ** 2
+    reasons.append(f"training crops of {crop} px" + (
+        " (a short budget: more steps of smaller crops)" if shrunk else
+        f" (the working image's short side is {side} px)" if crop < base.crop else ""))
     label_slices = min(z, base.label_slices)
     reasons.append(f"{label_slices} of {z} slices pseudo-labelled per round"
                    + (" (all of them)" if label_slices == z else " (evenly spaced, plus every clicked slice)"))
-    iters = minutes * 60.0 / (sec_per_iter_256 * (crop / 256) ** 2)
-    n_rounds = int(min(base.stage1_rounds + base.stage2_rounds, max(2, iters // MIN_ITERS_PER_ROUND)))
-    stage2 = n_rounds - base.stage1_rounds
-    reasons.append(f"{n_rounds} rounds (about {iters:.0f} iterations fit the budget on a CPU, "
-                   f"at least {MIN_ITERS_PER_ROUND} per round)")
+    if short:
+        stage1, stage2 = 0, 1
+        reasons.append(f"1 round of self-training and no detection-only warm-up (about {iters:.0f} iterations "
+                       "fit the budget on a CPU, too few to spend part of them on the warm-up)")
+    else:
+        stage1, stage2 = base.stage1_rounds, n_rounds - base.stage1_rounds
+        reasons.append(f"{n_rounds} rounds (about {iters:.0f} iterations fit the budget on a CPU, "
+                       f"at least {MIN_ITERS_PER_ROUND} per round)")
     held = held_out_count(n_clicks, base.heldout_share)
     if n_clicks == 0:
         reasons.append("no clicks: unsupervised; the AdaBN model is kept unless a trained one scores "
@@ -59,8 +76,8 @@ def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample
     else:
         reasons.append(f"{n_clicks} clicks: all train, so no quality estimate (it takes 5 or more)")
     return dataclasses.replace(base, minutes=float(minutes), crop=int(crop), label_slices=int(label_slices),
-                               stage2_rounds=int(stage2)), reasons
+                               stage1_rounds=int(stage1), stage2_rounds=int(stage2)), reasons
 
 
 # The fields auto_settings chooses: the CLI and the widget pass these on as overrides.
-AUTO_FIELDS = ("minutes", "crop", "label_slices", "stage2_rounds")
+AUTO_FIELDS = ("minutes", "crop", "label_slices", "stage1_rounds", "stage2_rounds")
