@@ -191,3 +191,12 @@ def test_the_guarded_selection_keeps_the_latest_model_that_passes(many_clicks):
     done = list(adapt(img, clicks, loaded, AdaptSettings(**FAST | {"guard_tolerance": 1.0}), source_data=source))[-1]
     assert done.kept_step == done.step  # every click may be lost: the last model passes and is kept
     assert "the latest model that answers the held-out clicks" in done.message
+
+
+@pytest.mark.parametrize("bad", [{"selection": "guard"}, {"selection": "best"}, {"guard_tolerance": -0.1},
+                                 {"guard_tolerance": 1.5}])
+def test_a_misspelt_selection_or_a_tolerance_outside_0_1_is_refused(bad):
+    with pytest.raises(ValueError, match="selection must be one of|guard_tolerance"):
+        AdaptSettings(**bad)
+    with pytest.raises(ValueError):
+        AdaptSettings.preset("quick", **bad)  # the CLI's and the widget's way in

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import asdict, dataclass, field
 
+SELECTIONS = ("guarded", "score", "last")
+
 
 @dataclass
 class AdaptSettings:
@@ -69,6 +71,13 @@ class AdaptSettings:
     uda_margin: float = 0.5          # no clicks: a trained model must beat AdaBN's score by this (drift)
     report_every: int = 5
     seed: int = 0
+
+    def __post_init__(self):
+        # A misspelt choice would otherwise fall through to another rule without a word.
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        if not 0.0 <= self.guard_tolerance <= 1.0:
+            raise ValueError(f"guard_tolerance is a share of the held-out clicks in [0, 1], got {self.guard_tolerance}")
 
     def to_dict(self) -> dict:
         return asdict(self)
