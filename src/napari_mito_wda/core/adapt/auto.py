@@ -49,9 +49,9 @@ def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample
     iters = minutes * 60.0 / (sec_per_iter_256 * (crop / 256) ** 2)
     n_rounds = int(min(base.stage1_rounds + base.stage2_rounds, max(2, iters // MIN_ITERS_PER_ROUND)))
     short = n_rounds < MIN_ROUNDS_FOR_STAGE1
-    shrunk = short and crop > max(multiple, SHORT_BUDGET_CROP // multiple * multiple)
+    small = max(multiple, SHORT_BUDGET_CROP // multiple * multiple)  # the network's multiple below 192 px
+    shrunk = short and crop > small
     if shrunk:  # more, smaller steps
-        small = max(multiple, SHORT_BUDGET_CROP // multiple * multiple)
         crop, iters = small, iters * (crop / small) ** 2
     reasons.append(f"training crops of {crop} px" + (
         " (a short budget: more steps of smaller crops)" if shrunk else
