@@ -93,6 +93,8 @@ def child(a) -> dict:
 
     from napari_mito_wda.core.adapt import AdaptSettings, adabn, adapt, simulate_clicks
     from napari_mito_wda.core.adapt.auto import AUTO_FIELDS, auto_settings
+    from napari_mito_wda.core.adapt.flip_check import model_flip_agreement
+    from napari_mito_wda.core.adapt.predict import predict_slices
     from napari_mito_wda.core.data.checkpoint import file_sha256, load_model
     from napari_mito_wda.core.data.io import normalize_slice
     from napari_mito_wda.core.data.pixel_size import pixel_scale
@@ -127,15 +129,20 @@ def child(a) -> dict:
     out = {"kind": a.kind, "clicks_asked": a.clicks if a.kind == "adapt" else 0, "n_clicks": n_clicks,
            "clicked_slices": [int(z) + block.start for z in zs],
            "n_clicked_slices": len(zs), "steps": 0, "kept_step": None, "quality": None, "estimate": None,
-           "centring": None, "message": "", "settings": settings.to_dict(), "chosen": chosen,
+           "centring": None, "flip_agreement": None, "message": "", "settings": settings.to_dict(), "chosen": chosen,
            "overrides": variant}
     t0 = time.perf_counter()
+    f = loaded.model.config.downsample
+    images = [to_working(normalize_slice(s), f, pixel_scale(None, loaded.pixel_size_nm)).astype(np.float32)
+              for s in vol]
     if a.kind == "adabn":  # what the adaptation does first (loop.py), and keeps without clicks unless beaten
-        f = loaded.model.config.downsample
-        scale = pixel_scale(None, loaded.pixel_size_nm)
-        images = [to_working(normalize_slice(s), f, scale).astype(np.float32) for s in vol]
         out["adabn_weight"] = adabn(loaded.model, images, dev, settings.crop, seed=settings.seed,
                                     n0=settings.adabn_n0)
+    if a.kind in ("source", "adabn"):  # the label-free estimate the adaptation reports, on its labelled slices
+        label_zs = sorted(set(np.linspace(0, len(images) - 1, min(settings.label_slices, len(images)))
+                              .round().astype(int).tolist()))
+        out["flip_agreement"] = model_flip_agreement(loaded.model, images, label_zs, dev,
+                                                     predict_slices(loaded.model, images, label_zs, dev)[0])
     elif a.kind == "adapt":
         last = None
         for rep in adapt(vol, clicks, loaded, settings, dev=dev):
@@ -143,6 +150,7 @@ def child(a) -> dict:
         q = last.quality or {}
         out |= {"steps": last.step, "kept_step": last.kept_step, "quality": last.quality,
                 "estimate": q.get("heldout_hit_rate"), "centring": q.get("heldout_centring"),
+                "flip_agreement": q.get("flip_agreement"),
                 "message": last.message}
     adapt_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -195,6 +203,8 @@ def run_rows(a) -> list[dict]:
             with open(RESULTS, "a") as fh:
                 fh.write(json.dumps(r) + "\n")
             est = "-" if r["estimate"] is None else f"{r['estimate']:.2f}"
+            if r.get("flip_agreement") is not None:
+                est += f", flip agreement {r['flip_agreement']:.3f}"
             print(f"{r['domain']} crop {r['crop']} {r['kind']} {r['n_clicks']} clicks on {r['n_clicked_slices']} "
                   f"slices, {r['minutes'] or '-'} min: Dice {r['dice']:.3f} AJI {r['aji']:.3f} PQ {r['pq']:.3f}, "
                   f"estimate {est} ({r['steps']} it, adapt {r['adapt_s']:.0f} s, score {r['score_s']:.0f} s, "

@@ -46,3 +46,19 @@ def test_rank_correlation_over_runs_with_clicks_only():
     rows.append(_row(n_clicks=0, estimate=None, dice=0.99))
     assert spearman(rows) == (1.0, 3)
     assert spearman(rows[:2]) == (None, 2)  # too few runs to rank
+
+
+def test_the_flip_agreement_ranks_uda_runs_too():
+    rows = [_row(flip_agreement=f, dice=d) for f, d in [(0.80, 0.62), (0.88, 0.78), (0.90, 0.83)]]
+    rows.append(_row(n_clicks=0, flip_agreement=0.85, dice=0.70))
+    assert spearman(rows, "flip_agreement", clicks_only=False) == (1.0, 4)
+    assert spearman(rows, "flip_agreement") == (1.0, 3)  # the UDA run left out when only clicks count
+
+
+def test_rows_of_the_two_kinds_of_cpu_are_kept_apart():
+    from user_report import _latest
+
+    base = _row(seed=0, test_slices=80, estimate=None)
+    rows = _latest([base | {"native_bf16": True, "dice": 0.83}, base | {"native_bf16": False, "dice": 0.81},
+                    base | {"native_bf16": False, "dice": 0.80}])
+    assert sorted(r["dice"] for r in rows) == [0.80, 0.83]  # the newest of each kind

@@ -106,7 +106,8 @@ def test_with_few_clicks_nothing_is_held_out_and_no_estimate_is_claimed(setup): 
     img, _, loaded, source, clicks = setup
     done = list(adapt(img, clicks, loaded, AdaptSettings(**FAST), source_data=source))[-1]
     assert done.quality["n_heldout"] == 0 and done.quality["heldout_hit_rate"] is None
-    assert describe_quality(done.quality).startswith("quality estimate: no estimate")
+    line = describe_quality(done.quality)
+    assert line.startswith("quality estimate: flip agreement") and "; no estimate: with fewer than 5" in line
 
 
 @pytest.mark.parametrize("margin", [1.0, -1.0])
@@ -130,7 +131,7 @@ def test_the_cli_prints_and_saves_the_held_out_estimate(adaptable_model_file, tm
                  "--model", str(adaptable_model_file), "--max-iters", "2", "--minutes", "1"]) == 0
     cap = capsys.readouterr()
     assert "6 clicks (1 held out to judge the result)" in cap.err
-    assert "kept model: held-out clicks inside a predicted object:" in cap.err
+    assert "kept model: quality estimate: " in cap.err and "held-out clicks inside a predicted object:" in cap.err
     assert "held-out clicks inside a predicted object:" in cap.out and "/1 (" in cap.out  # the summary
     (run,) = load_checkpoint(out).meta["adaptations"]
     assert run["quality"]["n_heldout"] == 1 and run["n_clicks"] == 6

@@ -120,18 +120,25 @@ def heldout_quality(prob: np.ndarray, zs: list[int], held: dict[int, np.ndarray]
 
 
 def describe_quality(q: dict | None) -> str:
-    """One line for the CLI and the widget: 'held-out clicks inside a predicted object: 7/9 (...)'."""
+    """One line for the CLI and the widget: 'flip agreement 0.90 (start 0.87); held-out clicks inside a
+    predicted object: 7/9 (...)'. The flip agreement (flip_check.py) where it was measured, then the
+    held-out clicks, or why there are none."""
     if not q:
         return ""
-    neg = ""
+    parts = []
+    if q.get("flip_agreement") is not None:
+        start = q.get("start_flip_agreement")
+        parts.append(f"flip agreement {q['flip_agreement']:.2f}" + ("" if start is None else f" (start {start:.2f})"))
+    if q.get("n_heldout"):
+        n = q["n_heldout"]
+        found = round(q["heldout_hit_rate"] * n)
+        start = "" if q.get("start_hit_rate") is None else f", starting model {q['start_hit_rate']:.0%}"
+        parts.append(f"held-out clicks inside a predicted object: {found}/{n} ({q['heldout_hit_rate']:.0%}{start}); "
+                     f"centring {q['heldout_centring']:.2f}")
+    elif q.get("note"):
+        parts.append(q["note"])
     if q.get("n_heldout_negative"):
         n_neg = q["n_heldout_negative"]
-        neg = (f"held-out 'not mitochondria' clicks left as background: "
-               f"{round(q['heldout_negative_spared'] * n_neg)}/{n_neg}")
-    if not q.get("n_heldout"):
-        return "quality estimate: " + q.get("note", "none") + (f"; {neg}" if neg else "")
-    n = q["n_heldout"]
-    found = round(q["heldout_hit_rate"] * n)
-    start = "" if q.get("start_hit_rate") is None else f", starting model {q['start_hit_rate']:.0%}"
-    return (f"held-out clicks inside a predicted object: {found}/{n} ({q['heldout_hit_rate']:.0%}{start}); "
-            f"centring {q['heldout_centring']:.2f}" + (f"; {neg}" if neg else ""))
+        parts.append(f"held-out 'not mitochondria' clicks left as background: "
+                     f"{round(q['heldout_negative_spared'] * n_neg)}/{n_neg}")
+    return "quality estimate: " + ("; ".join(parts) or "none")

@@ -34,6 +34,7 @@ from ..training.supervised import SlicePlanes, detection_loss, sample_batch, seg
 from ..training.targets import count_estimate
 from .batchnorm import adabn, frozen_bn_stats
 from .corrections import Corrections, check_corrections, working_corrections
+from .flip_check import model_flip_agreement
 from .heldout import ClickSplit, heldout_quality
 from .losses import class_focused_contrastive, partial_weighted_mse
 from .points import points_by_slice, validate_points
@@ -138,8 +139,10 @@ def adapt(
         return guard_holds(prob[ks], np.stack([start_prob[zs[k]] for k in ks]), [zs[k] for k in ks], pos, neg,
                            s.guard_tolerance)
 
-    def quality(prob) -> dict:
-        return heldout_quality(prob, zs, held_w, start_prob, held_negatives=held_negs)
+    def quality(prob, flip: float | None = None) -> dict:
+        # The flip agreement costs a pass over the slices: measured for the start and the kept model only.
+        q = heldout_quality(prob, zs, held_w, start_prob, held_negatives=held_negs)
+        return q | {"flip_agreement": flip, "start_flip_agreement": start_flip}
 
     clicks_w, n_clicks, held_w = working_clicks(clicks)
     negs_w, n_neg, held_negs = working_negatives(negative_points)
@@ -155,7 +158,8 @@ def adapt(
                    if s.source_veto is not None else None)
     start_prob = source_prob if source_prob is not None else dict(zip(zs, prob))
     best_score, best_state = judge(prob, heat), copy.deepcopy(model.state_dict())
-    best_quality = quality(prob)
+    start_flip = model_flip_agreement(model, images, zs, dev, prob)
+    best_quality = quality(prob, start_flip)
     # The kept model's prediction, reused at the end when its slices are still the ones labelled.
     best_pred = {"slices": list(zs), "prob": prob, "heat": heat}
     best_from, kept_step, new_best = "the starting model", None, True
@@ -301,7 +305,7 @@ def adapt(
     yield AdaptReport("done", len(rounds), len(rounds), step, time.perf_counter() - t0, budget,
                       score=judge(pred["prob"], pred["heat"]), best_score=best_score,
                       n_clicks=n_clicks, n_negative=n_neg, n_corrected=n_corr, prediction=pred, kept_step=kept_step,
-                      quality=quality(pred["prob"]),
+                      quality=quality(pred["prob"], model_flip_agreement(model, images, zs, dev, pred["prob"])),
                       heat_at_clicks=heat_end,
                       message=("stopped" if stop is not None and stop() else "finished")
                       + f": kept {_kept_why(s, n_clicks or n_neg)} ({best_from})"
