@@ -5,7 +5,8 @@ Development tool (not a benchmark section): runs one user-like adaptation (bench
 `auto_settings` for its budget) with selection "last", so every round's model is a candidate, and at each
 round's start (and at the end) scores the current model on the domain's test block. Per candidate it prints
 the judge's score as the loop computes it, its two halves (the heads' agreement; the held-out clicks'
-centring and hit rate) and the foreground share of the labelled slices, beside the test Dice and AJI.
+centring and hit rate), the flip agreement (flip_check.py) and the foreground share of the labelled slices,
+beside the test Dice and AJI.
 Rows are appended to benchmarks/results/judge_results.jsonl.
 
     .venv/bin/python benchmarks/diagnose_judge.py --domain lucchi --crop 32 --clicks 25 --minutes 3 \\
@@ -45,11 +46,14 @@ def main() -> None:
 
     from napari_mito_wda.core.adapt import AdaptSettings, adapt, simulate_clicks
     from napari_mito_wda.core.adapt.auto import AUTO_FIELDS, auto_settings
+    from napari_mito_wda.core.adapt.flip_check import model_flip_agreement
     from napari_mito_wda.core.adapt.heldout import ClickSplit, click_hits
     from napari_mito_wda.core.adapt.points import points_by_slice
     from napari_mito_wda.core.adapt.selection import selection_score
     from napari_mito_wda.core.data.checkpoint import load_model
+    from napari_mito_wda.core.data.io import normalize_slice
     from napari_mito_wda.core.engine.device import cpu_has_native_bf16, pick_device
+    from napari_mito_wda.core.engine.inference import to_working
     from napari_mito_wda.core.engine.segment import segment_volume
     from napari_mito_wda.core.evaluation.metrics import evaluate_volume
 
@@ -69,6 +73,7 @@ def main() -> None:
     settings = AdaptSettings.preset("quick", **({"seed": a.seed, "selection": "last"}
                                                 | {k: getattr(auto, k) for k in AUTO_FIELDS} | variant))
     f = loaded.model.config.downsample
+    images = [to_working(normalize_slice(s), f).astype(np.float32) for s in vol]  # the loop's view (no pixel size)
     held = {}
     if clicks is not None:  # the loop's own split (same share and seed), at working resolution
         _, held_pts = ClickSplit(settings.heldout_share, settings.seed).split(clicks)
@@ -85,13 +90,14 @@ def main() -> None:
         row = {"stage": rep.stage, "round": rep.round, "step": rep.step, "judge": rep.score,
                "agreement": selection_score(prob, heat, {}, pz), "heldout_hit": hit if n_held else None,
                "heldout_centring": centring if n_held else None, "fg_share": float((prob > 0.5).mean()),
+               "flip": model_flip_agreement(loaded.model, images, pz, dev, prob),
                "dice": m["dice"], "aji": m["aji"]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     table = markdown_table(["stage", "round", "step", "judge", "agreement", "held-out hit", "held-out centring",
-                            "fg share", "test Dice", "test AJI"],
+                            "flip agreement", "fg share", "test Dice", "test AJI"],
                            [[r["stage"], r["round"], r["step"], r["judge"], r["agreement"], r["heldout_hit"],
-                             r["heldout_centring"], r["fg_share"], r["dice"], r["aji"]] for r in rows])
+                             r["heldout_centring"], r["flip"], r["fg_share"], r["dice"], r["aji"]] for r in rows])
     print(table)
     out = {"domain": a.domain, "crop": len(vol), "clicks": a.clicks, "minutes": a.minutes, "seed": a.seed,
            "threads": a.threads, "test_slices": len(test), "overrides": variant, "rows": rows,
