@@ -28,7 +28,9 @@ def test_sample_click_adapt_watch_stop_resume_export(
     image = viewer.layers["Lucchi CA1 FIB-SEM"]
     assert widget.image_combo.currentText() == image.name
     pts = widget.add_points_layer()
-    pts.add(read_points(sample_paths()["clicks"])[:3])  # the shipped clicks of slices 0, 1, 2
+    shipped = read_points(sample_paths()["clicks"])
+    first = [next(p for p in shipped if p[0] == z) for z in (0, 1, 2)]  # a shipped click on each of slices 0-2
+    pts.add(first)
     assert widget.clicks_label.text() == "3 clicks on 3 slices"
 
     widget.predict_button.click()  # the source model first
@@ -254,3 +256,6 @@ def test_the_status_says_how_many_held_out_clicks_the_adapted_model_finds(
     assert done and "held-out clicks inside a predicted object:" in done[0] and "/1 (" in done[0], said
     run = widget.model_state.runs[-1]
     assert run["quality"]["n_heldout"] == 1 and run["n_clicks"] == 6
+    assert "flip_agreement" in run["quality"] and "start_flip_agreement" in run["quality"]  # on the model card too
+    flip = run["quality"]["flip_agreement"]  # first in the line; None: nothing predicted
+    assert flip is None or f"quality estimate: flip agreement {flip:.2f} (start " in done[0], said

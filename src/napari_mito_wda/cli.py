@@ -311,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_suggest_parser(sub, add_model)
 
-    p = sub.add_parser("demo", help="the shipped model on the shipped real sample, adapted from its 16 clicks")
+    p = sub.add_parser("demo", help="the shipped model on the shipped real sample, adapted from its shipped clicks")
     p.add_argument("--out", default="mito-wda-demo", help="folder for the results (a new run-* folder each time)")
     p.add_argument("--no-adapt", dest="adapt", action="store_false",
                    help="only the source model: skip the adaptation (about 3 minutes on a 2-core CPU)")

@@ -39,7 +39,7 @@ def real():
     """
     from napari_mito_wda.sample import load_lucchi_sample
 
-    image = load_lucchi_sample()[0][:3]
+    image = load_lucchi_sample()[0][:3, :384, :512]  # the corner the sample was until session 20 (test time)
     prob, heat = predict_volume(load_checkpoint(None).model, image, CPU32)
     return image, prob, heat, instances_volume(prob, heat)
 

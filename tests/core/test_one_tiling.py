@@ -51,7 +51,7 @@ def test_matched_objects_can_fail():
 def test_in_memory_and_chunked_give_the_same_objects(precision, tmp_path):
     from napari_mito_wda.sample import load_lucchi_sample
 
-    image = np.ascontiguousarray(load_lucchi_sample()[0][:2])  # real EM, (2, 384, 512)
+    image = np.ascontiguousarray(load_lucchi_sample()[0][:2, :384, :512])  # real EM, the CHUNKS' geometry
     dev = pick_device("cpu", precision=precision)
     loaded = load_checkpoint(None, device=dev.device)
     mem = segment_volume(image, loaded, dev, max_core=64)  # 3 x 4 tiles of 64 working pixels a slice

@@ -2,7 +2,7 @@
 number of clicks and the time budget (auto_settings), each choice with the reason the user is shown.
 
 The defaults were measured on 80 Lucchi slices of 768 x 1024 px; a biologist often clicks a small crop
-(the shipped sample: 16 x 384 x 512), where a 256-px training crop is larger than the working image.
+(the shipped sample was 16 x 384 x 512), where a 256-px training crop is larger than the working image.
 """
 
 from __future__ import annotations
