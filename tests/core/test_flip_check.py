@@ -45,4 +45,4 @@ def test_the_adaptation_reports_the_flip_agreement_of_the_start_and_of_the_kept_
     assert 0.0 <= done["flip_agreement"] <= 1.0 and done["start_flip_agreement"] == first["start_flip_agreement"]
     line = describe_quality(done)
     assert line.startswith(f"quality estimate: flip agreement {done['flip_agreement']:.2f} (start ")
-    assert "no estimate" in line  # no clicks: nothing held out, and it says so
+    assert line.endswith("; no centre clicks to hold out")  # nothing held out, and it says why

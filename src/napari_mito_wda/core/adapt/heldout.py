@@ -97,19 +97,21 @@ def negatives_spared(prob: np.ndarray, negatives: dict[int, np.ndarray], zs: lis
 
 def heldout_quality(prob: np.ndarray, zs: list[int], held: dict[int, np.ndarray],
                     start_prob: dict[int, np.ndarray] | None = None,
-                    held_negatives: dict[int, np.ndarray] | None = None) -> dict:
+                    held_negatives: dict[int, np.ndarray] | None = None, n_clicks: int | None = None) -> dict:
     """The quality estimate the user sees: the share of held-out clicks the model's prediction holds, and
     of held-out "not mitochondria" clicks it leaves as background.
 
     start_prob: the starting model's probability by slice, for the same share before adaptation (on the
-    held-out clicks of the slices it holds).
+    held-out clicks of the slices it holds). n_clicks: the clicks in all, for the note when none is held
+    out (0: unsupervised, nothing to hold out).
     """
     hit, centred, n = click_hits(prob, held, zs)
     spared, n_neg = negatives_spared(prob, held_negatives or {}, zs)
     negative = {"n_heldout_negative": n_neg, "heldout_negative_spared": round(spared / n_neg, 4) if n_neg else None}
     if not n:
         return {"n_heldout": 0, "heldout_hit_rate": None, "heldout_centring": None, "start_hit_rate": None,
-                "note": f"no estimate: with fewer than {MIN_CLICKS} clicks every click trains"} | negative
+                "note": ("no centre clicks to hold out" if n_clicks == 0
+                         else f"no estimate: with fewer than {MIN_CLICKS} clicks every click trains")} | negative
     q = {"n_heldout": n, "heldout_hit_rate": round(float(hit), 4), "heldout_centring": round(float(centred), 4),
          "start_hit_rate": None} | negative
     if start_prob:

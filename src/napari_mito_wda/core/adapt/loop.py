@@ -141,7 +141,7 @@ def adapt(
 
     def quality(prob, flip: float | None = None) -> dict:
         # The flip agreement costs a pass over the slices: measured for the start and the kept model only.
-        q = heldout_quality(prob, zs, held_w, start_prob, held_negatives=held_negs)
+        q = heldout_quality(prob, zs, held_w, start_prob, held_negatives=held_negs, n_clicks=n_clicks)
         return q | {"flip_agreement": flip, "start_flip_agreement": start_flip}
 
     clicks_w, n_clicks, held_w = working_clicks(clicks)
