@@ -74,7 +74,7 @@ CACHE = ROOT / "benchmarks" / "cache"
 METHOD_VERSION = 19
 
 # Rows measured under the issue's own budget (15 minutes, alone on the machine), whatever the table's.
-OWN_BUDGET = ("wda15_15min", "crop192_15min")
+OWN_BUDGET = ("wda15_15min", "crop192_15min", "wda15_cv_15min")
 OWN_COMMAND = "--rows ROW --minutes 15 --threads 2"
 
 # name -> (clicks, settings overrides, description)
@@ -118,6 +118,12 @@ ROWS = {
     "s2x5": ("15%", {"stage2_rounds": 5},
              "variant: 5 stage-2 rounds (stage 1 gets a sixth of the budget), 15%"),
     "lr1e3": ("15%", {"lr": 1e-3}, "variant: learning rate 1e-3 instead of 5e-4, 15%"),
+    "uda_cv": ("none", {"cross_views": True},
+               "variant: UDA with pseudo-labels from the xy, xz and yz views (cross_views), 0 clicks"),
+    "wda15_cv": ("15%", {"cross_views": True},
+                 "variant: pseudo-labels from the xy, xz and yz views (cross_views), 15%"),
+    "wda15_cv_15min": ("15%", {"cross_views": True},
+                       "variant: cross_views, 15% clicks, 15-minute budget, alone on the machine (2 threads)"),
     "no_adabn": ("15%", {"adabn": False}, "ablation: no AdaBN at the start, 15%"),
     "wda15_mixed_bn": ("15%", {"target_bn_stats": False},
                        "ablation: BatchNorm running statistics from source and target batches, 15%"),

@@ -13,6 +13,9 @@ block and records the label-free quality estimate from the held-out clicks besid
   sbem:   adapt on cdeep3m_sbem/image.tif (20 slices: larger crops are capped at 20), score on val_*
           (10 slices). Sections of ~40 nm, so a click reaches fewer slices of its object.
 
+--cross-views on: pseudo-labels from the xy, xz and yz views, as a user of a near-isotropic stack (Lucchi's
+FIB-SEM) chooses them (the files carry no voxel size, so `auto` leaves them off).
+
     .venv/bin/python benchmarks/bench_user.py --domains lucchi,sbem --crops 16,32,80 --clicks 0,10,25,50 \\
         --minutes 3,10 --threads 2
     .venv/bin/python benchmarks/bench_user.py --render      # rebuild the docs from the saved results only
@@ -92,7 +95,7 @@ def child(a) -> dict:
     import torch
 
     from napari_mito_wda.core.adapt import AdaptSettings, adabn, adapt, simulate_clicks
-    from napari_mito_wda.core.adapt.auto import AUTO_FIELDS, auto_settings
+    from napari_mito_wda.core.adapt.auto import AUTO_FIELDS, CROSS_VIEW_CHOICES, auto_settings
     from napari_mito_wda.core.adapt.flip_check import model_flip_agreement
     from napari_mito_wda.core.adapt.predict import predict_slices
     from napari_mito_wda.core.data.checkpoint import file_sha256, load_model
@@ -119,7 +122,7 @@ def child(a) -> dict:
     # As `mito-wda adapt --preset quick` builds its settings (the files carry no pixel size, none is given).
     minutes = float(a.minutes) if a.kind == "adapt" else None  # source and AdaBN: no budget
     auto, chosen = auto_settings(vol.shape, n_clicks, minutes, loaded.model.config.downsample,
-                                 loaded.model.multiple)
+                                 loaded.model.multiple, cross_views=CROSS_VIEW_CHOICES[a.cross_views])
     over = {"seed": a.seed} | {k: getattr(auto, k) for k in AUTO_FIELDS}
     if a.iters:
         over["max_iters"] = a.iters
@@ -196,6 +199,7 @@ def run_rows(a) -> list[dict]:
             args += ["--test-slices", str(a.test_slices)]
         for pair in a.set or []:
             args += ["--set", pair]
+        args += ["--cross-views", a.cross_views]
         t0 = time.perf_counter()
         r = run_child(Path(__file__), args) | {"crops_asked": job["crops_asked"]}
         r["row_s"] = round(time.perf_counter() - t0, 1)  # end to end: process start, adaptation, scoring
@@ -240,6 +244,9 @@ def main() -> None:
     ap.add_argument("--test-slices", type=int, default=None, help="score on the first N test slices (default all)")
     ap.add_argument("--iters", type=int, default=None, help="also cap each adaptation at N iterations (smoke tests)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the source and AdaBN rows of each crop")
+    ap.add_argument("--cross-views", choices=("auto", "on", "off"), default="auto",
+                    help="as `mito-wda adapt --cross-views` (auto: off here, the files carry no voxel size; on: "
+                         "the user says the stack is near-isotropic)")
     ap.add_argument("--set", action="append", metavar="KEY=VALUE",
                     help="an AdaptSettings override for every adapting row (a variant: kept out of the main table)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs from the saved results")

@@ -30,8 +30,14 @@ def _latest(results: list[dict]) -> list[dict]:
     rows = {}
     for r in results:
         if r["test_slices"] == full[r["domain"]] and not r.get("overrides"):
-            rows[(r["domain"], r["crop"], r["kind"], r["n_clicks"], _budget(r), r["seed"], machine_kind(r))] = r
+            rows[(r["domain"], r["crop"], r["kind"], r["n_clicks"], _budget(r), r["seed"], machine_kind(r),
+                  views(r))] = r
     return list(rows.values())
+
+
+def views(r: dict) -> str:
+    """The planes the pseudo-labels came from: xy, or xy + xz + yz (AdaptSettings.cross_views)."""
+    return "xy, xz, yz" if r["kind"] == "adapt" and (r.get("settings") or {}).get("cross_views") else "xy"
 
 
 def machine_kind(r: dict) -> str:
@@ -64,7 +70,8 @@ def domain_table(rows: list[dict]) -> str:
 
     seeds = len({r["seed"] for r in rows}) > 1
     order = {"source": 0, "adabn": 1, "adapt": 2}
-    rows = sorted(rows, key=lambda r: (r["crop"], r["seed"], order[r["kind"]], r["n_clicks"], r["minutes"] or 0))
+    rows = sorted(rows, key=lambda r: (r["crop"], r["seed"], order[r["kind"]], views(r), r["n_clicks"],
+                                       r["minutes"] or 0))
     body = []
     for r in rows:
         base = {k: next((b for b in rows if b["kind"] == k and b["crop"] == r["crop"] and b["seed"] == r["seed"]),
@@ -77,12 +84,13 @@ def domain_table(rows: list[dict]) -> str:
         kept = {None: "start, before AdaBN", 0: "0: AdaBN"}.get(r["kept_step"], r["kept_step"])
         iters = "-" if r["kind"] != "adapt" else f"{r['steps']} ({kept})"
         body.append(([r["seed"]] if seeds else []) + [
-            crop, what, _budget(r), iters, f3(r["dice"]), f3(r["aji"]), f3(r["pq"]),
+            crop, what, _budget(r), "-" if r["kind"] != "adapt" else views(r), iters,
+            f3(r["dice"]), f3(r["aji"]), f3(r["pq"]),
             "-" if r["estimate"] is None else f"{r['estimate']:.2f} ({r['quality']['n_heldout']})",
             "-" if r.get("flip_agreement") is None else f"{r['flip_agreement']:.3f}",
             signed(d_src), signed(d_ab), targets(r, base["source"], base["adabn"])])
     head = (["seed"] if seeds else []) + [
-        "crop (slices)", "clicks (slices)", "budget", "iterations (kept step)", "Dice", "AJI", "PQ",
+        "crop (slices)", "clicks (slices)", "budget", "views", "iterations (kept step)", "Dice", "AJI", "PQ",
         "held-out estimate (clicks)", "flip agreement", "Δ Dice vs source", "Δ Dice vs AdaBN", "targets"]
     return markdown_table(head, body)
 
@@ -139,10 +147,10 @@ def _commands(rows: list[dict]) -> list[str]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         key = (r["domain"], r["seed"], r["threads"], r["concurrent"], r["test_slices"],
-               r.get("run_iters") or r.get("max_iters") or 0)
+               r.get("run_iters") or r.get("max_iters") or 0, views(r) != "xy")
         groups.setdefault(key, []).append(r)
     out = []
-    for (domain, seed, threads, concurrent, n_test, iters), rs in sorted(groups.items()):
+    for (domain, seed, threads, concurrent, n_test, iters, cross), rs in sorted(groups.items()):
         ad = [r for r in rs if r["kind"] == "adapt"]
         crops = {c for r in rs for c in r.get("crops_asked", [r["crop"]])}
         cmd = f".venv/bin/python benchmarks/bench_user.py --domains {domain} --crops {_joined(crops)}"
@@ -150,7 +158,7 @@ def _commands(rows: list[dict]) -> list[str]:
             cmd += f" --clicks {_joined(r['clicks_asked'] for r in ad)} --minutes {_joined(r['minutes'] for r in ad)}"
         if len(ad) == len(rs):
             cmd += " --no-baselines"
-        cmd += f" --seed {seed} --threads {threads} --concurrent {concurrent}"
+        cmd += f" --seed {seed} --threads {threads} --concurrent {concurrent}" + (" --cross-views on" if cross else "")
         if n_test < n_slices(SHARED / DOMAINS[domain][2]):
             cmd += f" --test-slices {n_test}"
         out.append(f"- `{cmd}" + (f" --iters {iters}`" if iters else "`"))
@@ -223,7 +231,11 @@ the number of held-out clicks; the flip agreement is the Dice between the model'
 labelled slices and its foreground on the same slices flipped in y and x (flipped back), the label-free
 estimate the user is shown first (it needs no clicks). "iterations (kept step)": the training steps
 the budget bought and the step whose model was kept (0: the AdaBN model; "start": the model before AdaBN,
-the source's own). Targets (issue 20): every
+the source's own). "views": the planes the pseudo-labels came from: the xy slices, or with
+`--cross-views on` (as a user who knows the stack is near-isotropic FIB-SEM says; `auto` cannot tell, the
+files carry no voxel size) the xy slices and the xz and yz views predicted once after AdaBN
+(`core/adapt/cross_views.py`; stacks of 32 slices or more, so not the 16-slice crops, and not SBEM's thick
+sections). Targets (issue 20): every
 run ≥ its AdaBN row (within {ADABN_TOL}), ≥ source + 0.05 Dice with 10 clicks or more; Lucchi, 25 clicks
 on 3 slices of a 32-slice crop in 3 minutes ≥ 0.83; SBEM, 25 clicks ≥ source + 0.10; the estimate ranks
 the runs by true Dice with Spearman ≥ 0.7. SBEM's image.tif

@@ -259,3 +259,24 @@ def test_the_status_says_how_many_held_out_clicks_the_adapted_model_finds(
     assert "flip_agreement" in run["quality"] and "start_flip_agreement" in run["quality"]  # on the model card too
     flip = run["quality"]["flip_agreement"]  # first in the line; None: nothing predicted
     assert flip is None or f"quality estimate: flip agreement {flip:.2f} (start " in done[0], said
+
+
+@pytest.mark.gui
+def test_the_xz_yz_views_follow_the_voxel_size_and_the_users_choice(viewer_and_widget):
+    from napari_mito_wda._inputs_ui import layer_voxel_size
+
+    viewer, widget = viewer_and_widget
+    adapter = widget.adapter
+    iso = viewer.add_image(np.zeros((40, 64, 64), np.uint8), name="fib", scale=(5.0, 5.0, 5.0))
+    thick = viewer.add_image(np.zeros((40, 64, 64), np.uint8), name="sbem", scale=(40.0, 6.0, 6.0))
+    assert adapter.views_combo.currentText() == "auto"
+    on, why = adapter._fitted_settings(iso.data.shape, 10, layer_voxel_size(iso))
+    assert on["cross_views"] and any("xy, xz and yz views (near-isotropic" in r for r in why)
+    off, why = adapter._fitted_settings(thick.data.shape, 10, layer_voxel_size(thick))
+    assert not off["cross_views"] and any("sections" in r for r in why)
+    adapter.views_combo.setCurrentText("off")  # the user's word beats the voxel size
+    assert not adapter._fitted_settings(iso.data.shape, 10, layer_voxel_size(iso))[0]["cross_views"]
+    adapter.views_combo.setCurrentText("on")
+    assert adapter._fitted_settings(thick.data.shape, 10, layer_voxel_size(thick))[0]["cross_views"]
+    adapter.preset_combo.setCurrentText("thorough")  # the long preset takes the choice too
+    assert adapter._fitted_settings(thick.data.shape, 10, None)[0]["cross_views"]

@@ -62,3 +62,18 @@ def test_rows_of_the_two_kinds_of_cpu_are_kept_apart():
     rows = _latest([base | {"native_bf16": True, "dice": 0.83}, base | {"native_bf16": False, "dice": 0.81},
                     base | {"native_bf16": False, "dice": 0.80}])
     assert sorted(r["dice"] for r in rows) == [0.80, 0.83]  # the newest of each kind
+
+
+def test_rows_with_and_without_the_cross_views_are_kept_apart_and_their_command_says_so(monkeypatch):
+    import user_report
+    from user_report import _commands, _latest, views
+
+    monkeypatch.setattr(user_report, "n_slices", lambda path: 80)  # the test stack's depth, without ../shared
+
+    base = _row(seed=0, test_slices=80, estimate=None, threads=1, concurrent=2, clicks_asked=25, crops_asked=[32])
+    xy = base | {"settings": {"cross_views": False}, "dice": 0.81}
+    cv = base | {"settings": {"cross_views": True}, "dice": 0.84}
+    assert views(xy) == "xy" and views(cv) == "xy, xz, yz" and views(cv | {"kind": "adabn"}) == "xy"
+    assert sorted(r["dice"] for r in _latest([xy, cv])) == [0.81, 0.84]
+    commands = _commands([xy, cv])
+    assert len(commands) == 2 and sum("--cross-views on" in c for c in commands) == 1

@@ -18,6 +18,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QWidget
 
 from ._corrections_ui import CorrectionsRow
+from ._inputs_ui import layer_voxel_size
 from ._job_runner import ADAPTATION, RunButton
 from ._jobs import alive_only
 from ._live_layers import INSTANCES_SUFFIX, get_or_add, show_previews, with_points_on_top
@@ -30,6 +31,7 @@ STAGE_NAMES = {"prepare": "Preparing", "label": "Pseudo-labelling", "train": "Tr
 # Until the engine's defaults arrive from the background import (torch), show these.
 FALLBACK_PRESET_MINUTES = {"quick": 8.0, "thorough": 240.0}
 PROGRESS_STEPS = 1000  # the bar shows the fraction of the time (or iteration) budget used
+VIEW_CHOICES = ("auto", "on", "off")  # the xz / yz views combo (core.adapt.auto.CROSS_VIEW_CHOICES)
 
 
 def _fmt_s(seconds: float) -> str:
@@ -82,6 +84,11 @@ class AdaptSection(QGroupBox):
         self.minutes_spin.setValue(self._preset_minutes["quick"])
         self.minutes_spin.setToolTip("Wall-clock budget of one adaptation run (Stop ends it earlier)")
         self.minutes_spin.valueChanged.connect(self._on_minutes_edited)
+        self.views_combo = QComboBox()
+        self.views_combo.addItems(list(VIEW_CHOICES))
+        self.views_combo.setToolTip(
+            "Pseudo-labels from the xz and yz views as well as the xy slices, for near-isotropic stacks of 32 "
+            "slices or more (FIB-SEM). auto: on when the image's voxel size says near-isotropic")
         self.maps_check = QCheckBox("Show what the model trusts (pseudo-labels, centre heatmap)")
         self.adapt_button = RunButton(ADAPT_TEXT, ADAPTATION, self.jobs, self.adapt)
         self.adapt_button.setToolTip(
@@ -94,6 +101,7 @@ class AdaptSection(QGroupBox):
         self.corrections.status.connect(self.status)
         form.addRow("Preset:", self.preset_combo)
         form.addRow("Time budget:", self.minutes_spin)
+        form.addRow("xz / yz views:", self.views_combo)
         form.addRow(self.maps_check)
         form.addRow(self.corrections)
         form.addRow(self.adapt_button)
@@ -244,7 +252,7 @@ class AdaptSection(QGroupBox):
         corr = self.corrections.recount()
 
         resume = self.state.can_resume
-        overrides, chosen = self._fitted_settings(data.shape, len(pts))
+        overrides, chosen = self._fitted_settings(data.shape, len(pts), layer_voxel_size(image))
         source = getattr(image, "metadata", {}).get("mito_wda", {}).get("source_path")
         job = self._job = {
             "image_name": image.name, "geom": geom, "resume": resume, "max_iters": overrides.get("max_iters"),
@@ -279,17 +287,21 @@ class AdaptSection(QGroupBox):
         worker.errored.connect(alive_only(self, partial(self._keep_best_on_error, job)))
         return worker
 
-    def _fitted_settings(self, shape, n_clicks: int) -> tuple[dict, list[str]]:
+    def _fitted_settings(self, shape, n_clicks: int, voxel_size=None) -> tuple[dict, list[str]]:
         """The run's AdaptSettings overrides: the quick preset fitted to the image (core.adapt.auto), with why."""
-        from .core.adapt.auto import AUTO_FIELDS, auto_settings
+        from .core.adapt.auto import AUTO_FIELDS, CROSS_VIEW_CHOICES, auto_settings, cross_views_choice
 
         minutes = float(self.minutes_spin.value())
-        chosen: list[str] = []
-        overrides = {"minutes": minutes}
+        views = CROSS_VIEW_CHOICES[self.views_combo.currentText()]
+        shape3 = tuple(shape) if len(shape) == 3 else (1, *shape[-2:])
+        views_on, why = cross_views_choice(shape3, voxel_size, views)
+        chosen: list[str] = [why]
+        overrides = {"minutes": minutes, "cross_views": views_on}
         if self.preset_combo.currentText() == "quick":
             model = getattr(self.state.loaded, "model", None)  # None until loaded: the shipped model's geometry
             geometry = (model.config.downsample, model.multiple) if model is not None else ()
-            auto, chosen = auto_settings(shape, n_clicks, minutes, *geometry)
+            auto, chosen = auto_settings(shape, n_clicks, minutes, *geometry, voxel_size=voxel_size,
+                                         cross_views=views)
             overrides = {k: getattr(auto, k) for k in AUTO_FIELDS}
         return overrides | dict(self.adapt_overrides), chosen
 

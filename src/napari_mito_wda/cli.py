@@ -305,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-veto", type=float, default=None, metavar="P",
                    help="pseudo-background only where the starting model gave a probability below P "
                         "(default 0.5; 0 = off)")
+    p.add_argument("--cross-views", choices=["auto", "on", "off"], default="auto",
+                   help="pseudo-labels from the xz and yz views too, for near-isotropic stacks of 32+ slices such as "
+                        "FIB-SEM (auto: on when the file's voxel size says so)")
     add_pixel_size(p)
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_adapt)

@@ -70,3 +70,34 @@ def test_the_cli_fits_the_settings_unless_thorough_and_says_what_it_chose(adapta
     assert "settings for this volume" not in capsys.readouterr().err
     (run,) = load_checkpoint(tmp_path / "t.pt").meta["adaptations"]
     assert run["settings"]["crop"] == 256 and run["settings"]["minutes"] == 1
+
+
+def test_cross_views_follow_the_voxel_size_and_the_users_choice():
+    shape = (40, 256, 256)
+    iso, why = auto_settings(shape, 10, voxel_size=(5.0, 5.0, 5.0))
+    assert iso.cross_views and any("xy, xz and yz views (near-isotropic" in r for r in why)
+    thick, why = auto_settings(shape, 10, voxel_size=(40.0, 5.9, 5.9))
+    assert not thick.cross_views and any("40 nm sections, 6.8x" in r for r in why)
+    unknown, why = auto_settings(shape, 10)
+    assert not unknown.cross_views and any("voxel size unknown" in r for r in why)
+    assert auto_settings(shape, 10, cross_views=True)[0].cross_views  # the user says isotropic
+    assert not auto_settings(shape, 10, voxel_size=(5.0, 5.0, 5.0), cross_views=False)[0].cross_views
+    few, why = auto_settings((16, 256, 256), 10, cross_views=True)  # too few slices for xz / yz planes
+    assert not few.cross_views and any("32 slices or more" in r for r in why)
+
+
+def test_the_cli_uses_the_cross_views_when_told_and_without_clicks_keeps_the_latest_model(
+        adaptable_model_file, tmp_path, capsys):
+    img, _ = make_volume((32, 64, 64), n_objects=6, seed=3)
+    tifffile.imwrite(tmp_path / "em.tif", img)
+    base = ["adapt", str(tmp_path / "em.tif"), "--model", str(adaptable_model_file), "--max-iters", "2"]
+    assert main(base + ["-o", str(tmp_path / "on.pt"), "--cross-views", "on"]) == 0
+    err = capsys.readouterr().err
+    assert "pseudo-labels from the xy, xz and yz views (you said" in err
+    assert "pseudo-labels from the xy, xz and yz views" in err.split("prepare:")[1]  # the loop's own word
+    assert "kept the latest model (no clicks; the xz / yz views guard" in err
+    (run,) = load_checkpoint(tmp_path / "on.pt").meta["adaptations"]
+    assert run["settings"]["cross_views"] is True
+    assert main(base + ["-o", str(tmp_path / "auto.pt")]) == 0  # the TIFF carries no voxel size: off
+    assert "voxel size unknown" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "auto.pt").meta["adaptations"][0]["settings"]["cross_views"] is False

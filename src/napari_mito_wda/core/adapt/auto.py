@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from ..data.pixel_size import in_plane
+from ..engine.orthoplanes import MAX_ANISOTROPY, MIN_SIDE, z_spacing
 from .heldout import held_out_count
 from .settings import AdaptSettings
 
@@ -27,10 +29,13 @@ SHORT_BUDGET_CROP = 192
 
 
 def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample: int = 2, multiple: int = 16,
-                  sec_per_iter_256: float = SEC_PER_ITER_256) -> tuple[AdaptSettings, list[str]]:
+                  sec_per_iter_256: float = SEC_PER_ITER_256, voxel_size=None,
+                  cross_views: bool | None = None) -> tuple[AdaptSettings, list[str]]:
     """The quick preset fitted to a (Z, Y, X) or (Y, X) volume with n_clicks clicks; (settings, reasons).
 
     downsample: the model's working-resolution factor; multiple: the side its input must divide by.
+    voxel_size: (z, y, x) nm when known; cross_views: the user's choice of the xz / yz views for the
+    pseudo-labels (None: on when the voxel size says near-isotropic; see `cross_views_choice`).
     """
     shape = tuple(int(v) for v in shape)
     if len(shape) == 2:
@@ -67,8 +72,12 @@ def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample
         stage1, stage2 = base.stage1_rounds, n_rounds - base.stage1_rounds
         reasons.append(f"{n_rounds} rounds (about {iters:.0f} iterations fit the budget on a CPU, "
                        f"at least {MIN_ITERS_PER_ROUND} per round)")
+    views, why_views = cross_views_choice(shape, voxel_size, cross_views)
+    reasons.append(why_views)
     held = held_out_count(n_clicks, base.heldout_share)
-    if n_clicks == 0:
+    if n_clicks == 0 and views:
+        reasons.append("no clicks: unsupervised; the latest model is kept (the xz / yz views guard its pseudo-labels)")
+    elif n_clicks == 0:
         reasons.append("no clicks: unsupervised; the AdaBN model is kept unless a trained one scores "
                        f"{base.uda_margin:g} higher")
     elif held:
@@ -76,8 +85,30 @@ def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample
     else:
         reasons.append(f"{n_clicks} clicks: all train, so no quality estimate (it takes 5 or more)")
     return dataclasses.replace(base, minutes=float(minutes), crop=int(crop), label_slices=int(label_slices),
-                               stage1_rounds=int(stage1), stage2_rounds=int(stage2)), reasons
+                               stage1_rounds=int(stage1), stage2_rounds=int(stage2), cross_views=views), reasons
 
 
+def cross_views_choice(shape, voxel_size=None, wanted: bool | None = None) -> tuple[bool, str]:
+    """(use the xz / yz views for the pseudo-labels?, the reason shown). They need a stack of MIN_SIDE
+    slices or more and near-isotropic voxels: the user says so (wanted), else the voxel size does."""
+    shape = tuple(shape) if len(shape) == 3 else (1, *tuple(shape)[-2:])
+    if wanted is False:
+        return False, "pseudo-labels from the xy slices only (cross views off)"
+    if shape[0] < MIN_SIDE or min(shape[1:]) < MIN_SIDE:
+        return False, f"pseudo-labels from the xy slices only (xz / yz views need {MIN_SIDE} slices or more)"
+    if wanted:
+        return True, "pseudo-labels from the xy, xz and yz views (you said the voxels are near-isotropic)"
+    xy, z = in_plane(voxel_size), z_spacing(voxel_size)
+    if not (xy and z):
+        return False, ("pseudo-labels from the xy slices only (voxel size unknown; for near-isotropic data such as "
+                       "FIB-SEM, switch the cross views on)")
+    ratio = max(z / xy, xy / z)
+    if ratio > MAX_ANISOTROPY:
+        return False, f"pseudo-labels from the xy slices only ({z:g} nm sections, {ratio:.1f}x the pixel size)"
+    return True, f"pseudo-labels from the xy, xz and yz views (near-isotropic voxels, {z:g} x {xy:g} nm)"
+
+
+# The user's word on the cross views (`adapt --cross-views`, the widget's combo) -> cross_views_choice(wanted=).
+CROSS_VIEW_CHOICES = {"auto": None, "on": True, "off": False}
 # The fields auto_settings chooses: the CLI and the widget pass these on as overrides.
-AUTO_FIELDS = ("minutes", "crop", "label_slices", "stage1_rounds", "stage2_rounds")
+AUTO_FIELDS = ("minutes", "crop", "label_slices", "stage1_rounds", "stage2_rounds", "cross_views")

@@ -27,6 +27,7 @@ class IPLResult:
     n_from_peaks: int  # further confident components that contain a kept detection peak
     n_click_blobs: int  # clicks on no confident component, labelled with a blob
     kept_peaks: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))  # (K, 2) (y, x)
+    n_confident: int = 0  # further confident components taken whole (select_confident)
 
 
 def pixel_confidence_pseudo_labels(prob: np.ndarray, t_s: float = 0.9) -> np.ndarray:
@@ -130,6 +131,7 @@ def instance_aware_pseudo_labels(
     click_exclusion_radius: float | None = None,
     peaks_on_components_only: bool = False,
     exclude: np.ndarray | None = None,
+    select_confident: bool = False,
 ) -> IPLResult:
     """IPL of one slice from mito probability `prob` and centre heatmap `heat` (both (H, W), peak 1).
 
@@ -144,6 +146,8 @@ def instance_aware_pseudo_labels(
     not spent on peaks that cannot select anything (default False: the authors' ranking over all peaks).
     exclude: (H, W) bool, pixels no peak may select from (negative clicks' objects: negatives.py), so the
     budget goes to the next peaks instead.
+    select_confident: every confident component is selected, not only clicked or peaked ones (for a
+    probability that several views agree on: cross_views.py); none that touches `exclude`.
     """
     prob = np.asarray(prob, dtype=np.float32)
     heat = np.asarray(heat, dtype=np.float32)
@@ -177,6 +181,12 @@ def instance_aware_pseudo_labels(
     kept_peaks = peaks[keep].astype(np.float64)
     from_peaks = set(int(c) for c in on[keep] if c > 0) - clicked
     selected = clicked | from_peaks
+    confident: set[int] = set()
+    if select_confident:
+        confident = set(np.unique(comps[comp_ids]).tolist()) - selected
+        if exclude is not None:
+            confident -= set(np.unique(comps[exclude & comp_ids]).tolist())
+        selected = selected | confident
 
     label = np.full(shape, IGNORE, dtype=np.uint8)
     background = prob < 1.0 - t_s
@@ -203,11 +213,12 @@ def instance_aware_pseudo_labels(
     return IPLResult(
         label=label,
         centres=instance_centres(label == 1, min_size=min_size).astype(np.float64),
-        n_selected=len(clicked) + len(from_peaks) + len(missed),
+        n_selected=len(clicked) + len(from_peaks) + len(missed) + len(confident),
         n_clicked=len(clicked),
         n_from_peaks=len(from_peaks),
         n_click_blobs=len(missed),
         kept_peaks=kept_peaks,
+        n_confident=len(confident),
     )
 
 

@@ -58,7 +58,8 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
         excl = neg if corr is None else corr[1] if neg is None else neg | corr[1]  # no peak budget spent there
         if s.pseudo == "ipl":
             res = instance_aware_pseudo_labels(prob[k], heat[k] if use else np.zeros_like(heat[k]), cz,
-                                               ratio=ratio if use else 0.0, count=anchors[z], t_s=t_s, exclude=excl)
+                                               ratio=ratio if use else 0.0, count=anchors[z], t_s=t_s, exclude=excl,
+                                               select_confident=s.cross_views)
             label, centres = res.label, res.centres
             if s.click_reach_z > 0:
                 near = [c for dz, c in clicks.items() if 0 < abs(dz - z) <= s.click_reach_z and len(c)]

@@ -55,6 +55,9 @@ class AdaptSettings:
     # retrained detector passed the trust check, its peaks admitted false objects and Lucchi Dice fell to
     # 0.794, against 0.859 without target detection (390 iterations, 15% clicks; docs/journal.md).
     peak_selection: bool = False
+    # Pseudo-labels from the xy probability blended with the xz and yz views predicted once at the start, every
+    # component confident in the blend selected (cross_views.py); for near-isotropic stacks of 32+ slices.
+    cross_views: bool = False
     target_bn_stats: bool = True     # only target batches update BN statistics (mixing undid AdaBN)
     click_reach_z: int = 8           # a click spares background on slices this near: its object goes on
     click_reach_radius: float = 12.0  # ... within this many working px of the click

@@ -64,7 +64,7 @@ def refusal(shape, config: ModelConfig, voxel_size=None, pixel_size: float | Non
         return (f"orthoplanes need a 3D stack of at least {need} voxels along each side (z, y, x), got "
                 f"{' x '.join(map(str, shape))}; predict it slice by slice (xy only) instead.")
     xy = pixel_size or in_plane(voxel_size)
-    z = _z_spacing(voxel_size)
+    z = z_spacing(voxel_size)
     if xy and z and max(z / xy, xy / z) > MAX_ANISOTROPY:
         return (f"orthoplanes are for near-isotropic voxels (z within {MAX_ANISOTROPY:g}x of the in-plane size); "
                 f"this stack has {z:g} nm sections and {xy:g} nm pixels ({max(z / xy, xy / z):.1f}x); predict it "
@@ -72,7 +72,7 @@ def refusal(shape, config: ModelConfig, voxel_size=None, pixel_size: float | Non
     return None
 
 
-def _z_spacing(voxel_size) -> float | None:
+def z_spacing(voxel_size) -> float | None:
     """The z spacing of a (z, y, x) voxel size when it is a positive finite number, else None (unknown)."""
     try:
         z = float(list(voxel_size)[0]) if voxel_size is not None and len(voxel_size) == 3 else None
