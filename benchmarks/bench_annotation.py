@@ -124,7 +124,7 @@ def run(args, arm: str) -> None:
         t0 = time.perf_counter()
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
                           focus_share=args.focus_share, negative_crops=args.negative_crops,
-                          selection=args.selection, **(resumed if r > 0 else {}))
+                          selection=args.selection, cross_views=args.cross_views, **(resumed if r > 0 else {}))
         judged = {"scores": []}  # the judge's view: the start's score, each round's candidate's, what it kept
         for rep in adapt(train, np.array(pos, float), loaded, s, dev=dev,
                          negative_points=np.array(neg, float).reshape(-1, 3)):
@@ -145,7 +145,8 @@ def run(args, arm: str) -> None:
                "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share,
                "negative_crops": args.negative_crops, "selection": args.selection,
                "ranking": "blobs" if args.old_ranking else "instances",
-               "resumed_stage1": args.resumed_stage1, "resumed_lr": args.resumed_lr} | stamp()
+               "resumed_stage1": args.resumed_stage1, "resumed_lr": args.resumed_lr,
+               "cross_views": args.cross_views} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -195,6 +196,7 @@ def _arm_label(r: dict) -> str:
     return (r["arm"] + (" + flip check" if flip else "")
             + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" + negative crops ({r['negative_crops']} a step)" if r.get("negative_crops") else "")
+            + (" + xz / yz views" if r.get("cross_views") else "")
             + (f" + {SELECTION_LABELS[_selection(r)]}" if _selection(r) != "guarded" else "")
             + (f" + {r['resumed_stage1']} stage-1 rounds when resumed" if r.get("resumed_stage1") is not None else "")
             + (f" + lr {r['resumed_lr']:g} when resumed" if r.get("resumed_lr") is not None else "")
@@ -209,6 +211,7 @@ def _flags(r: dict) -> str:
             + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
             + (f" --selection {_selection(r)}" if _selection(r) != "guarded" else "")
             + (" --old-ranking" if _old_ranking(r) else "")
+            + (" --cross-views" if r.get("cross_views") else "")
             + (f" --resumed-stage1 {r['resumed_stage1']}" if r.get("resumed_stage1") is not None else "")
             + (f" --resumed-lr {r['resumed_lr']:g}" if r.get("resumed_lr") is not None else "")
             + (f" --seed {r['seed']}" if r.get("seed") else ""))
@@ -359,6 +362,8 @@ def main() -> None:
                     help="stage-1 rounds of the resumed adaptations (rounds after the first; default: the setting's)")
     ap.add_argument("--resumed-lr", type=float, default=None,
                     help="learning rate of the resumed adaptations (rounds after the first; default: the setting's)")
+    ap.add_argument("--cross-views", action="store_true",
+                    help="pseudo-labels from the xy slices and the xz / yz views (AdaptSettings.cross_views)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")
     args = ap.parse_args()
     if not args.render:

@@ -82,6 +82,9 @@ def test_cross_views_follow_the_voxel_size_and_the_users_choice():
     assert not unknown.cross_views and any("voxel size unknown" in r for r in why)
     assert auto_settings(shape, 10, cross_views=True)[0].cross_views  # the user says isotropic
     assert not auto_settings(shape, 10, voxel_size=(5.0, 5.0, 5.0), cross_views=False)[0].cross_views
+    huge, why = auto_settings((800, 2048, 2048), 10, voxel_size=(5.0, 5.0, 5.0))  # views too costly
+    assert not huge.cross_views and any("adapt a crop of it" in r for r in why)
+    assert auto_settings((200, 1024, 1024), 10, cross_views=True)[0].cross_views  # asked: a larger stack
     few, why = auto_settings((16, 256, 256), 10, cross_views=True)  # too few slices for xz / yz planes
     assert not few.cross_views and any("32 slices or more" in r for r in why)
 

@@ -26,6 +26,11 @@ MIN_ITERS_PER_ROUND = 50
 # 0.824 / 0.834; warm-up + 3 rounds at 192 0.812 / 0.826; 1 round at 128 0.821 / 0.805 (docs/journal.md).
 MIN_ROUNDS_FOR_STAGE1 = 3
 SHORT_BUDGET_CROP = 192
+# Working voxels (Z x Y/f x X/f) up to which the quick preset predicts the xz / yz views: 4x the 80-slice Lucchi
+# crop (80 x 384 x 512 working px, whose views take 59 s on 1 thread beside two other runs, ~32 s scaled from the
+# 32-slice crop's 12.7 s beside one), about 1 GB of full-resolution float32 planes. Asked for explicitly, 8x that.
+MAX_VIEW_VOXELS = 4 * 80 * 384 * 512
+MAX_VIEW_VOXELS_ASKED = 8
 
 
 def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample: int = 2, multiple: int = 16,
@@ -72,7 +77,7 @@ def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample
         stage1, stage2 = base.stage1_rounds, n_rounds - base.stage1_rounds
         reasons.append(f"{n_rounds} rounds (about {iters:.0f} iterations fit the budget on a CPU, "
                        f"at least {MIN_ITERS_PER_ROUND} per round)")
-    views, why_views = cross_views_choice(shape, voxel_size, cross_views)
+    views, why_views = cross_views_choice(shape, voxel_size, cross_views, downsample)
     reasons.append(why_views)
     held = held_out_count(n_clicks, base.heldout_share)
     if n_clicks == 0 and views:
@@ -88,20 +93,26 @@ def auto_settings(shape, n_clicks: int, minutes: float | None = None, downsample
                                stage1_rounds=int(stage1), stage2_rounds=int(stage2), cross_views=views), reasons
 
 
-def cross_views_choice(shape, voxel_size=None, wanted: bool | None = None) -> tuple[bool, str]:
+def cross_views_choice(shape, voxel_size=None, wanted: bool | None = None, downsample: int = 2) -> tuple[bool, str]:
     """(use the xz / yz views for the pseudo-labels?, the reason shown). They need a stack of MIN_SIDE
-    slices or more and near-isotropic voxels: the user says so (wanted), else the voxel size does."""
+    slices or more and near-isotropic voxels: the user says so (wanted), else the voxel size does; and a
+    stack small enough that predicting them (once, in memory) fits a run (MAX_VIEW_VOXELS)."""
     shape = tuple(shape) if len(shape) == 3 else (1, *tuple(shape)[-2:])
     if wanted is False:
         return False, "pseudo-labels from the xy slices only (cross views off)"
     if shape[0] < MIN_SIDE or min(shape[1:]) < MIN_SIDE:
         return False, f"pseudo-labels from the xy slices only (xz / yz views need {MIN_SIDE} slices or more)"
+    working = shape[0] * (shape[1] // downsample) * (shape[2] // downsample)
+    if working > MAX_VIEW_VOXELS * (MAX_VIEW_VOXELS_ASKED if wanted else 1):
+        return False, (f"pseudo-labels from the xy slices only (the xz / yz views of {shape[0]} slices of "
+                       f"{shape[1]} x {shape[2]} px would take too long and too much memory; adapt a crop of it "
+                       "to use them)")
     if wanted:
         return True, "pseudo-labels from the xy, xz and yz views (you said the voxels are near-isotropic)"
     xy, z = in_plane(voxel_size), z_spacing(voxel_size)
     if not (xy and z):
         return False, ("pseudo-labels from the xy slices only (voxel size unknown; for near-isotropic data such as "
-                       "FIB-SEM, switch the cross views on)")
+                       "FIB-SEM, turn the xz / yz views on: --cross-views on, or the widget's combo)")
     ratio = max(z / xy, xy / z)
     if ratio > MAX_ANISOTROPY:
         return False, f"pseudo-labels from the xy slices only ({z:g} nm sections, {ratio:.1f}x the pixel size)"
