@@ -4,7 +4,9 @@ On a FIB-SEM stack the network sees each voxel in three planes through it; ortho
 (`engine/orthoplanes.py`) averages them. For self-training the same views are a teacher the xy model
 cannot drift with: they are predicted once, at the start (after AdaBN), and every round's pseudo-labels
 are made from the mean of the current xy probability and that fixed cross-view probability. Where the
-views agree an object is confident; where only the xy model sees it, it is left out (ignored).
+views agree an object is confident and becomes a pseudo-instance, clicked or not; where only the xy
+model sees it, it is left out (ignored). This gives UDA the positive targets that the detector's peaks
+were meant to give (Lucchi, 80 train slices, no clicks, 390 steps: AdaBN 0.800, with the views 0.866).
 Measured on a 32-slice Lucchi train crop, shipped model after AdaBN: xy alone Dice 0.706, xy + xz + yz
 (1/2, 1/4, 1/4) 0.746; of the 2D components above 0.7, 60% (xy) against 78% (combined) lie on a true
 mitochondrion (docs/journal.md, session 21).
