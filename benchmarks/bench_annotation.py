@@ -124,7 +124,8 @@ def run(args, arm: str) -> None:
         t0 = time.perf_counter()
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
                           focus_share=args.focus_share, negative_crops=args.negative_crops,
-                          selection=args.selection, cross_views=args.cross_views, **(resumed if r > 0 else {}))
+                          selection=args.selection, cross_views=args.cross_views,
+                          click_focus=args.click_focus, **(resumed if r > 0 else {}))
         judged = {"scores": []}  # the judge's view: the start's score, each round's candidate's, what it kept
         for rep in adapt(train, np.array(pos, float), loaded, s, dev=dev,
                          negative_points=np.array(neg, float).reshape(-1, 3)):
@@ -146,7 +147,7 @@ def run(args, arm: str) -> None:
                "negative_crops": args.negative_crops, "selection": args.selection,
                "ranking": "blobs" if args.old_ranking else "instances",
                "resumed_stage1": args.resumed_stage1, "resumed_lr": args.resumed_lr,
-               "cross_views": args.cross_views} | stamp()
+               "cross_views": args.cross_views, "click_focus": args.click_focus} | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -197,6 +198,7 @@ def _arm_label(r: dict) -> str:
             + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" + negative crops ({r['negative_crops']} a step)" if r.get("negative_crops") else "")
             + (" + xz / yz views" if r.get("cross_views") else "")
+            + (f" + crops at clicks {r['click_focus']:g}" if r.get("click_focus") else "")
             + (f" + {SELECTION_LABELS[_selection(r)]}" if _selection(r) != "guarded" else "")
             + (f" + {r['resumed_stage1']} stage-1 rounds when resumed" if r.get("resumed_stage1") is not None else "")
             + (f" + lr {r['resumed_lr']:g} when resumed" if r.get("resumed_lr") is not None else "")
@@ -212,6 +214,7 @@ def _flags(r: dict) -> str:
             + (f" --selection {_selection(r)}" if _selection(r) != "guarded" else "")
             + (" --old-ranking" if _old_ranking(r) else "")
             + (" --cross-views" if r.get("cross_views") else "")
+            + (f" --click-focus {r['click_focus']:g}" if r.get("click_focus") else "")
             + (f" --resumed-stage1 {r['resumed_stage1']}" if r.get("resumed_stage1") is not None else "")
             + (f" --resumed-lr {r['resumed_lr']:g}" if r.get("resumed_lr") is not None else "")
             + (f" --seed {r['seed']}" if r.get("seed") else ""))
@@ -322,7 +325,8 @@ answered by an oracle from the train labels (positive inside a mitochondrion, el
 same number of positive clicks on random objects; "false": as many "not mitochondria" clicks on false
 objects of the current prediction (less than 10% of the object on a true mitochondrion); "+ flip check": the
 suggestions also ranked by how much the prediction changes when the image is mirrored (`--flip-check`);
-"+ focused crops": that share of the target crops cut around the negative clicks (`--focus-share`).
+"+ focused crops": that share of the target crops cut around the negative clicks (`--focus-share`);
+"+ crops at clicks": that share of the target crops cut around the positive clicks (`--click-focus`).
 Scored on the first {r0['test_slices']} Lucchi test slices. "False objects removed": of the negative clicks that
 landed on a predicted object, the share with no object under them after that round's adaptation (target
 >= 80%; "-": none yet, or a row measured before this column existed).
@@ -362,6 +366,8 @@ def main() -> None:
                     help="stage-1 rounds of the resumed adaptations (rounds after the first; default: the setting's)")
     ap.add_argument("--resumed-lr", type=float, default=None,
                     help="learning rate of the resumed adaptations (rounds after the first; default: the setting's)")
+    ap.add_argument("--click-focus", type=float, default=0.0,
+                    help="share of target crops around the positive clicks (AdaptSettings.click_focus)")
     ap.add_argument("--cross-views", action="store_true",
                     help="pseudo-labels from the xy slices and the xz / yz views (AdaptSettings.cross_views)")
     ap.add_argument("--render", action="store_true", help="only rebuild the docs table")

@@ -98,6 +98,7 @@ def child(a) -> dict:
     from napari_mito_wda.core.adapt.auto import AUTO_FIELDS, CROSS_VIEW_CHOICES, auto_settings
     from napari_mito_wda.core.adapt.flip_check import model_flip_agreement
     from napari_mito_wda.core.adapt.predict import predict_slices
+    from napari_mito_wda.core.adapt.rounds import labelled_slices
     from napari_mito_wda.core.data.checkpoint import file_sha256, load_model
     from napari_mito_wda.core.data.io import normalize_slice
     from napari_mito_wda.core.data.pixel_size import pixel_scale
@@ -142,8 +143,7 @@ def child(a) -> dict:
         out["adabn_weight"] = adabn(loaded.model, images, dev, settings.crop, seed=settings.seed,
                                     n0=settings.adabn_n0)
     if a.kind in ("source", "adabn"):  # the label-free estimate the adaptation reports, on its labelled slices
-        label_zs = sorted(set(np.linspace(0, len(images) - 1, min(settings.label_slices, len(images)))
-                              .round().astype(int).tolist()))
+        label_zs = labelled_slices(len(images), settings.label_slices)
         out["flip_agreement"] = model_flip_agreement(loaded.model, images, label_zs, dev,
                                                      predict_slices(loaded.model, images, label_zs, dev)[0])
     elif a.kind == "adapt":

@@ -43,7 +43,9 @@ from .predict import StartingProbability, predict_slices
 from .pseudo_labels import budget_anchor, ratio_schedule
 from .rounds import (
     build_round,
+    click_points,
     focus_points,
+    labelled_slices,
     negative_batch,
     negative_click_sites,
     round_prototypes,
@@ -148,9 +150,8 @@ def adapt(
     clicks_w, n_clicks, held_w = working_clicks(clicks)
     negs_w, n_neg, held_negs = working_negatives(negative_points)
     corr_w, n_corr = working_corr(corrections)
-    n_label = min(s.label_slices, len(images))
-    zs = sorted(set(np.linspace(0, len(images) - 1, n_label).round().astype(int).tolist())
-                | set(clicks_w) | set(held_w) | set(negs_w) | set(held_negs) | set(corr_w))
+    zs = sorted(set(labelled_slices(len(images), s.label_slices)) | set(clicks_w) | set(held_w) | set(negs_w)
+                | set(held_negs) | set(corr_w))
     rounds = [("stage1", r) for r in range(s.stage1_rounds)] + [("stage2", r + 1) for r in range(s.stage2_rounds)]
     # The starting model is the first candidate: adaptation never returns a model that scores below it.
     prob, heat = predict_slices(model, images, zs, dev)
@@ -245,6 +246,7 @@ def adapt(
                                  source_prob=source_prob, negatives=negs_w, corrections=corr_w)
         protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         focus = focus_points(rnd, negs_w, corr_w) if s.focus_share > 0 else None  # off by default
+        clicked = click_points(rnd, clicks_w) if s.click_focus > 0 else None
         neg_points = negative_click_sites(rnd, negs_w) if s.negative_crops > 0 else None
         yield AdaptReport("label", r_idx + 1, len(rounds), step, time.perf_counter() - t0, budget,
                           score=score, best_score=best_score, n_clicks=n_clicks, n_negative=n_neg, n_pseudo=n_sel,
@@ -276,7 +278,8 @@ def adapt(
             losses["src_seg"] = seg_loss(out_s["seg"].float(), ys.to(dev.device))
             losses["src_det"] = detection_loss(out_s["det"].float(), hs.to(dev.device), source.det_pos_weight)
             total = s.w_src_seg * losses["src_seg"] + s.w_src_det * losses["src_det"]
-            batch = target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment, focus, s.focus_share)
+            batch = target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment, focus, s.focus_share,
+                                 clicked, s.click_focus)
             extra = negative_batch(rng, images, rnd, neg_points, s.negative_crops, s.crop, s.augment)
             if extra is not None:
                 batch = tuple(torch.cat(pair) for pair in zip(batch, extra))

@@ -33,6 +33,13 @@ class TargetRound:
     negative: list[np.ndarray | None] = field(default_factory=list)  # what the negative clicks made background
 
 
+def labelled_slices(depth: int, label_slices: int) -> list[int]:
+    """The slices pseudo-labelled every round before any clicks are added: label_slices of them (at most
+    depth), evenly spaced from the first slice to the last."""
+    n = min(label_slices, depth)
+    return sorted(set(np.linspace(0, depth - 1, n).round().astype(int).tolist()))
+
+
 def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
                 use_detector: bool = True, source_prob: dict[int, np.ndarray] | None = None,
                 negatives: dict[int, np.ndarray] | None = None,
@@ -126,18 +133,28 @@ def focus_points(rnd: TargetRound, negatives: dict[int, np.ndarray] | None,
     return out
 
 
+def click_points(rnd: TargetRound, clicks: dict[int, np.ndarray]) -> list[tuple[int, float, float]]:
+    """(index into rnd, y, x) of every training click on the round's slices."""
+    return [(k, float(y), float(x)) for k, z in enumerate(rnd.z) for y, x in clicks.get(z, ())]
+
+
 def target_batch(rng, images, rnd: TargetRound, batch: int, crop: int, augment: float,
-                 focus: list[tuple[int, float, float]] | None = None, focus_share: float = 0.0):
+                 focus: list[tuple[int, float, float]] | None = None, focus_share: float = 0.0,
+                 clicked: list[tuple[int, float, float]] | None = None, click_share: float = 0.0):
     """`batch` augmented target crops of random labelled slices; with `focus` (focus_points), a share
-    `focus_share` of them holds one of those points instead (drawn only when there are any, so runs
-    without corrections keep their random stream)."""
+    `focus_share` of them holds one of those points instead, and of the rest a share `click_share` holds
+    one of the `clicked` points (click_points). A pool is drawn from only when it has points and a share,
+    so runs without them keep their random stream."""
+    pools = [(p, share) for p, share in ((focus, focus_share), (clicked, click_share)) if p and share > 0]
     samples = []
     for _ in range(batch):
         around = None
-        if focus and focus_share > 0 and rng.random() < focus_share:
-            k, y, x = focus[int(rng.integers(0, len(focus)))]
-            around = (y, x)
-        else:
+        for points, share in pools:
+            if rng.random() < share:
+                k, y, x = points[int(rng.integers(0, len(points)))]
+                around = (y, x)
+                break
+        if around is None:
             k = int(rng.integers(0, len(rnd.z)))
         samples.append(crop_sample(rng, images[rnd.z[k]], rnd.labels[k],
                                    [rnd.det_targets[k], rnd.det_weights[k], rnd.conf[k]], crop, augment, around=around))
