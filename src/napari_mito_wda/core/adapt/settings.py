@@ -28,6 +28,8 @@ class AdaptSettings:
     # but Lucchi Dice fell (0.783 vs 0.818 after 15 negatives, 0.783 vs 0.821 after 30; one seed,
     # bench_annotation "false" arm, docs/journal.md)
     click_focus: float = 0.0         # share of the other target crops that hold a training (positive) click
+    # Off: at 0.5 (with the views) suggested answers gained on the whole stack (25: 0.851 vs 0.846) but 25 clicks on
+    # 3 slices of a 32-slice crop fell to 0.829 (0.844): crops on a few slices overfit them (docs/journal.md, s22)
     negative_crops: int = 0          # crops per step cut around a negative click, taught only its object
     # Off: after 15 negatives on false objects 73% of them were gone (53% without) at Lucchi Dice 0.812 (0.809), but
     # on suggested answers Dice was 0.798 / 0.811 at 50 / 100 clicks against 0.819 / 0.834 (one seed each,
