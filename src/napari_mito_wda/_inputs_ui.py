@@ -110,6 +110,7 @@ class InputsSection(QWidget):
     """Image picker and centre clicks."""
 
     clicks_changed = Signal()
+    image_changed = Signal(str)  # after the pixel size field shows the new image's
     status = Signal(str)
     failed = Signal(str)
 
@@ -207,6 +208,7 @@ class InputsSection(QWidget):
         self.pixel_size_spin.setValue((layer_pixel_size(image) if image is not None else None) or 0.0)
         candidate = layer_named(self.viewer, f"{name}{CENTRES_SUFFIX}") if name else None
         self._set_points_layer(candidate if isinstance(candidate, Points) else None)
+        self.image_changed.emit(name)
 
     # ------------------------------------------------------------ clicks
     @property

@@ -51,6 +51,8 @@ class PredictSection(QWidget):
         self.link3d_check = QCheckBox("Link instances across slices (3D)")
         self.predict_button = RunButton(PREDICT_TEXT, PREDICTION, jobs, self.predict)
         self.predict_button.setToolTip("Segment every slice of the image (press again to stop)")
+        # Ticked by the picked image's voxel size (as `predict --orthoplanes auto`); the user may change it.
+        inputs.image_changed.connect(self._auto_orthoplanes)
         options = QHBoxLayout()  # the two ways of averaging predictions, side by side
         options.addWidget(self.flips_check)
         options.addWidget(self.orthoplanes_check)
@@ -112,15 +114,29 @@ class PredictSection(QWidget):
         return self.jobs.start(predict_iter, (data,), gen_kwargs, partial(self._on_predicted, job), what=PREDICTION,
                                layer=image)
 
+    def _model_config(self):
+        """The current model's geometry; the default network's until a model is loaded."""
+        from .core.engine.model import ModelConfig
+
+        loaded = self.state.loaded
+        return loaded.model.config if loaded is not None else ModelConfig()
+
     def _orthoplanes_refusal(self, shape, voxel_size) -> str | None:
         """Why orthoplanes cannot run on this image, checked here before any work (the worker checks again
         with the model it loads, whose depth may ask for more slices than the default network's)."""
-        from .core.engine.model import ModelConfig
         from .core.engine.orthoplanes import refusal
 
-        loaded = self.state.loaded
-        config = loaded.model.config if loaded is not None else ModelConfig()
-        return refusal(shape, config, voxel_size, self.inputs.pixel_size())
+        return refusal(shape, self._model_config(), voxel_size, self.inputs.pixel_size())
+
+    def _auto_orthoplanes(self, _name: str = "") -> None:
+        """Tick Orthoplanes for a near-isotropic image in memory whose voxel size is known, untick it otherwise
+        (`core.engine.orthoplanes.choice`, the CLI's default)."""
+        from .core.engine.orthoplanes import choice
+
+        image = self.inputs.image_layer
+        on = image is not None and isinstance(image.data, np.ndarray) and choice(
+            image.data.shape, self._model_config(), layer_voxel_size(image), None, self.inputs.pixel_size())[0]
+        self.orthoplanes_check.setChecked(bool(on))
 
     def _on_predicted(self, job: dict, result) -> None:
         from napari.layers import Labels

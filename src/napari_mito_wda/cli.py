@@ -91,7 +91,7 @@ def cmd_predict_chunked(args) -> int:
     if args.link_3d:
         raise InputError("--3d links slices one after another over the whole volume; it is not available for "
                          "chunked runs (zarr/HDF5 input or output, --chunks/--workers/--scheduler).")
-    if args.orthoplanes:  # xz and yz planes cross every chunk face along z: not in this path
+    if args.orthoplanes == "on":  # xz and yz planes cross every chunk face along z: not in this path
         raise InputError("--orthoplanes predicts whole xz and yz planes of a volume held in memory; it is not "
                          "available for chunked runs (zarr/HDF5 input or output, --chunks/--workers/--scheduler): "
                          "convert a volume that fits in memory to TIFF, or leave --orthoplanes out.")
@@ -151,6 +151,8 @@ def cmd_predict(args) -> int:
     from . import read_volume, segment_volume, write_labels_tiff
     from .core.data import file_sha256
     from .core.data.provenance import provenance
+    from .core.engine.orthoplanes import CHOICES
+    from .core.engine.orthoplanes import choice as orthoplanes_choice
 
     if _is_chunked(args):
         return cmd_predict_chunked(args)
@@ -162,14 +164,17 @@ def cmd_predict(args) -> int:
     print(f"{vol.path}: {vol.data.shape} {vol.data.dtype}; model {loaded.path}; {dev.describe()}", file=sys.stderr)
     pixel_size, said = pixel_size_for(check_pixel_size_flag(args), vol.voxel_size, loaded.pixel_size_nm)
     print(said, file=sys.stderr)
+    orthoplanes, why = orthoplanes_choice(vol.data.shape, loaded.model.config, vol.voxel_size,
+                                          CHOICES[args.orthoplanes], pixel_size)
+    print(f"predicting along {why}", file=sys.stderr)
     seg = segment_volume(
-        vol.data, loaded, dev, progress=Progress("predict" + (" xy, xz, yz planes" if args.orthoplanes else "")),
+        vol.data, loaded, dev, progress=Progress("predict" + (" xy, xz, yz planes" if orthoplanes else "")),
         flips=args.flips, link_3d=args.link_3d, threshold=args.threshold, min_size=args.min_size,
-        pixel_size=pixel_size, orthoplanes=args.orthoplanes, voxel_size=vol.voxel_size,
+        pixel_size=pixel_size, orthoplanes=orthoplanes, voxel_size=vol.voxel_size,
     )
     meta = provenance() | {
         "source_image": str(vol.path), "model": loaded.path, "model_sha256": file_sha256(loaded.path),
-        "flips": args.flips, "orthoplanes": args.orthoplanes, "link_3d": args.link_3d, "threshold": args.threshold,
+        "flips": args.flips, "orthoplanes": orthoplanes, "link_3d": args.link_3d, "threshold": args.threshold,
         "min_size": args.min_size,
         "pixel_size_nm": pixel_size, "model_pixel_size_nm": loaded.pixel_size_nm,
     }
@@ -233,10 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--flips", action="store_true",
                    help="average 4 flips (4x the inference time; +0.006-0.010 Dice on Lucchi, docs/benchmarks.md)")
-    p.add_argument("--orthoplanes", action="store_true",
+    p.add_argument("--orthoplanes", nargs="?", const="on", default="auto", choices=["auto", "on", "off"],
                    help="also predict along xz and yz and average (about 3x the time), for near-isotropic volumes "
                         "(z spacing within 1.5x of the pixel size, at least 32 voxels a side); TIFF in and out "
-                        "only, not chunked runs (docs/benchmarks.md: what it gains)")
+                        "only, not chunked runs. auto (default): on when the file's voxel size says so and the "
+                        "stack is at most 4x 80 x 768 x 1024; --orthoplanes alone = on (docs/benchmarks.md: what "
+                        "it gains)")
     p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--min-size", type=int, default=64,

@@ -11,7 +11,8 @@ from napari_mito_wda.core.data.io import InputError, Volume, normalize_slices
 from napari_mito_wda.core.data.synthetic import make_volume
 from napari_mito_wda.core.engine.device import DeviceInfo
 from napari_mito_wda.core.engine.inference import predict_volume
-from napari_mito_wda.core.engine.orthoplanes import min_side, refusal
+from napari_mito_wda.core.engine.model import ModelConfig
+from napari_mito_wda.core.engine.orthoplanes import AUTO_MAX_VOXELS, choice, min_side, refusal
 from napari_mito_wda.core.engine.segment import segment_volume
 
 from .conftest import cli
@@ -116,6 +117,22 @@ def test_refusal_rules(tiny_model):
     assert min_side(shipped_like) == 64 and refusal((48, 512, 512), shipped_like) is not None
 
 
+def test_auto_choice_needs_a_known_near_isotropic_voxel_size():
+    cfg = ModelConfig(depth=3, downsample=2)
+    assert choice((32, 40, 48), cfg, (5.0, 5.0, 5.0)) == (True, "xy, xz and yz planes (near-isotropic voxels)")
+    on, why = choice((32, 40, 48), cfg, None)
+    assert not on and "voxel size unknown" in why  # the user may still ask: wanted=True
+    assert choice((32, 40, 48), cfg, None, wanted=True)[0] and not choice((32, 40, 48), cfg, (5, 5, 5), False)[0]
+    assert choice((32, 40, 48), cfg, (5.0, None, None), pixel_size=5.0)[0]  # the user's pixel size counts
+    on, why = choice((32, 40, 48), cfg, (50.0, 4.6, 4.6))
+    assert not on and "near-isotropic" in why
+    on, why = choice((8, 40, 48), cfg, (5.0, 5.0, 5.0))
+    assert not on and "at least 32 voxels" in why
+    side = int(round(AUTO_MAX_VOXELS ** (1 / 3))) + 2  # a cube just above the size auto leaves to the user
+    on, why = choice((side, side, side), cfg, (5.0, 5.0, 5.0))
+    assert not on and "3x the time" in why and choice((side, side, side), cfg, (5.0, 5.0, 5.0), True)[0]
+
+
 def _tiff(path, img, z_nm, xy_nm):
     tifffile.imwrite(path, img, imagej=True, resolution=(1 / xy_nm, 1 / xy_nm),
                      metadata={"axes": "ZYX", "spacing": z_nm, "unit": "nm"})
@@ -127,6 +144,15 @@ def test_cli_orthoplanes(tiny_ckpt, cube, tmp_path, capsys):
     rc, err = cli(["predict", src, "-o", out, "--model", tiny_ckpt, "--orthoplanes", "--min-size", "0"], capsys)
     assert rc == 0 and "xy, xz, yz planes" in err
     assert tifffile.imread(out).shape == cube.shape
+
+
+@pytest.mark.parametrize("flags, z_nm, planes", [([], 5.0, True), ([], 50.0, False), (["--orthoplanes", "off"], 5.0,
+                                                                                        False)])
+def test_cli_orthoplanes_by_default_where_the_voxels_allow(tiny_ckpt, cube, tmp_path, capsys, flags, z_nm, planes):
+    src = _tiff(tmp_path / "a.tif", cube, z_nm, 5.0)
+    rc, err = cli(["predict", src, "-o", tmp_path / "b.tif", "--model", tiny_ckpt, "--min-size", "0", *flags], capsys)
+    assert rc == 0 and ("predicting along xy, xz and yz planes" in err) == planes
+    assert ("xy, xz, yz planes" in err) == planes  # the progress line: what actually ran
 
 
 @pytest.mark.parametrize("z_nm, shape, words", [(50.0, (32, 40, 48), "near-isotropic"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from ..data.pixel_size import in_plane
-from ..engine.orthoplanes import MAX_ANISOTROPY, MIN_SIDE, z_spacing
+from ..engine.orthoplanes import CHOICES, MAX_ANISOTROPY, MIN_SIDE, z_spacing
 from .heldout import held_out_count
 from .settings import AdaptSettings
 
@@ -120,6 +120,6 @@ def cross_views_choice(shape, voxel_size=None, wanted: bool | None = None, downs
 
 
 # The user's word on the cross views (`adapt --cross-views`, the widget's combo) -> cross_views_choice(wanted=).
-CROSS_VIEW_CHOICES = {"auto": None, "on": True, "off": False}
+CROSS_VIEW_CHOICES = CHOICES
 # The fields auto_settings chooses: the CLI and the widget pass these on as overrides.
 AUTO_FIELDS = ("minutes", "crop", "label_slices", "stage1_rounds", "stage2_rounds", "cross_views")
