@@ -70,16 +70,37 @@ def false_object_clicks(labels, gt, n: int, seed: int, existing: list[tuple]) ->
     return [(z, *innermost_point(labels[z] == i)) for z, i in picked]
 
 
-def false_objects_removed(points: list[tuple], image, loaded, dev) -> float | None:
-    """Share of `points` (z, y, x) with no predicted object under them now (None: no points)."""
+def false_objects_removed(points: list[tuple], image, loaded, dev) -> list[bool]:
+    """For each of `points` (z, y, x): is there no predicted object under it now?"""
     from napari_mito_wda.core.engine.segment import segment_volume
 
     if not points:
-        return None
+        return []
     zs = sorted({p[0] for p in points})
     labels = segment_volume(image[zs], loaded, dev).labels  # only the slices that hold a negative click
     at = {z: k for k, z in enumerate(zs)}
-    return round(sum(int(labels[at[z], y, x] == 0) for z, y, x in points) / len(points), 3)
+    return [bool(labels[at[z], y, x] == 0) for z, y, x in points]
+
+
+def removal_by_role(on_object: list[tuple], gone: list[bool], negatives: list[tuple], settings, shape) -> dict:
+    """The removal split by the role the adaptation gave each negative click: trained on, or held out (never
+    trained on: it picks the kept model; `ClickSplit` with the loop's seed, so the same split as the run's)."""
+    import numpy as np
+
+    from napari_mito_wda.core.adapt.heldout import ClickSplit
+    from napari_mito_wda.core.adapt.points import validate_points
+
+    if not negatives:
+        return {}
+    pts, _ = validate_points(np.array(negatives, float), shape)  # as the loop reads them (duplicates merged)
+    _, held = ClickSplit(settings.heldout_share, settings.seed + 1).split(pts)
+    held_keys = {tuple(np.round(p, 1)) for p in held}
+    out = {}
+    for role, want in (("trained", False), ("heldout", True)):
+        mine = [g for c, g in zip(on_object, gone) if (tuple(np.round(np.array(c, float), 1)) in held_keys) is want]
+        share = round(sum(mine) / len(mine), 3) if mine else None
+        out |= {f"n_false_{role}": len(mine), f"false_removed_{role}": share}
+    return out
 
 
 def click_totals(args) -> list[int]:
@@ -151,10 +172,12 @@ def run(args, arm: str) -> None:
                 judged |= {"best_score": round(float(rep.best_score), 4), "kept_step": rep.kept_step}
         m = evaluate_volume(segment_volume(test, loaded, dev).labels, test_gt, per_slice=False)
         whole = orthoplane_scores(test_all, test_gt_all, loaded, dev) if args.orthoplane_check else {}
-        removed = false_objects_removed(on_object, train, loaded, dev)
+        gone = false_objects_removed(on_object, train, loaded, dev)
+        removed = round(sum(gone) / len(gone), 3) if gone else None
         row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "answered": answered,
                "dice": m["dice"], "aji": m["aji"], "judge": judged,
                "n_false_clicked": len(on_object), "false_removed": removed,
+               **removal_by_role(on_object, gone, neg, s, train.shape),
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
                "schedule": args.schedule,
@@ -162,7 +185,8 @@ def run(args, arm: str) -> None:
                "negative_crops": args.negative_crops, "selection": args.selection,
                "ranking": "blobs" if args.old_ranking else "instances",
                "resumed_stage1": args.resumed_stage1, "resumed_lr": args.resumed_lr,
-               "cross_views": args.cross_views, "click_focus": args.click_focus} | whole | stamp()
+               "cross_views": args.cross_views, "click_focus": args.click_focus,
+               "device": dev.describe()} | whole | stamp()
         print(json.dumps(row), flush=True)
         with RESULTS.open("a") as fh:
             fh.write(json.dumps(row) + "\n")
@@ -230,6 +254,7 @@ def _flags(r: dict) -> str:
             + (" --old-ranking" if _old_ranking(r) else "")
             + (" --cross-views" if r.get("cross_views") else "")
             + (f" --click-focus {r['click_focus']:g}" if r.get("click_focus") else "")
+            + (" --orthoplane-check" if "dice_op80" in r else "")
             + (f" --resumed-stage1 {r['resumed_stage1']}" if r.get("resumed_stage1") is not None else "")
             + (f" --resumed-lr {r['resumed_lr']:g}" if r.get("resumed_lr") is not None else "")
             + (f" --seed {r['seed']}" if r.get("seed") else ""))
@@ -274,10 +299,27 @@ def render_curve(rows: list[dict]) -> None:
         r = hit[-1]
         gone = ("" if r.get("false_removed") is None
                 else f"; {r['false_removed']:.0%} of {r['n_false_clicked']} gone")
+        if r.get("false_removed_trained") is not None:  # runs that record the split by the clicks' role
+            gone += f" (trained on: {r['false_removed_trained']:.0%} of {r['n_false_trained']})"
         return f"{r['dice']:.3f} ({r['n_pos']}+/{r['n_neg']}-{gone})"
 
     table = markdown_table(["arm"] + [f"{t} clicks" for t in totals],
                            [[label] + [cell(rs, t) for t in totals] for label, rs in runs.items()])
+
+    def whole(rs, t):  # the --orthoplane-check scores: all 80 test slices, xy only -> with orthoplanes
+        hit = [r for r in rs if r["answered"] == t and "dice_op80" in r]
+        return "-" if not hit else (f"{hit[-1]['dice_xy80']:.3f} -> **{hit[-1]['dice_op80']:.3f}** "
+                                    f"(AJI {hit[-1]['aji_xy80']:.3f} -> {hit[-1]['aji_op80']:.3f})")
+
+    checked = {label: rs for label, rs in runs.items() if any("dice_op80" in r for r in rs)}
+    planes = "" if not checked else f"""
+The runs with `--orthoplane-check`: the same models on all 80 Lucchi test slices, Dice (AJI) as xy slices ->
+with orthoplane inference (xy, xz and yz planes combined, `predict --orthoplanes`, the default where the voxel
+size is known to be near-isotropic):
+
+{markdown_table(["arm"] + [f"{t} clicks" for t in totals],
+                [[label] + [whole(rs, t) for t in totals] for label, rs in checked.items()])}
+"""
     curve_figure(runs)
     flat = [r for rs in runs.values() for r in rs]
     r0 = flat[0]
@@ -300,11 +342,11 @@ answered click in both suggested arms; "positive answers only" skips it, as a us
 suggestions that are mitochondria. Seed 0 unless the arm names another.
 
 {table}
-
+{planes}
 ![Dice against answered clicks](images/annotation_curve.png)
 
 Measured {', '.join(sorted({r['date'] for r in flat}))} at commit {', '.join(sorted({r['commit'] for r in flat}))}
-on {r0['machine']}. Reproduce: {cmd}
+on {r0['machine']} ({'; '.join(sorted({r.get('device', 'precision not recorded') for r in flat}))}). Reproduce: {cmd}
 """)
 
 
