@@ -46,6 +46,21 @@ def test_the_object_under_a_negative_click_becomes_background_not_ignored():
     assert (unsure.labels[0][25:35, 25:35] == 0).all()
 
 
+def test_with_the_views_blended_the_object_the_user_saw_becomes_background_whole():
+    """The xz / yz views pulled the xy object A below 0.5 in the blend: the negative click still names A, the
+    object of the xy prediction the user saw (seen_prob), not just a disk around the click."""
+    prob, heat = _maps()
+    blend = prob.copy()
+    blend[:, 5:15, 5:15] = 0.45  # the views disagree with xy there
+    s = AdaptSettings(click_reach_z=0, click_reach_radius=2)
+    click = {0: np.array([[8.0, 8.0]])}
+    disk, _ = _round(blend, heat, {}, click, s)
+    assert disk.labels[0][13, 13] == IGNORE  # from the blend alone: only a disk of radius 2 around the click
+    whole, _ = _round(blend, heat, {}, click, s, seen_prob=prob)
+    assert (whole.labels[0][5:15, 5:15] == 0).all()
+    assert whole.labels[0][30, 30] == disk.labels[0][30, 30]  # other objects as the blend makes them
+
+
 def test_negative_wins_over_the_source_veto_and_the_reach_of_a_positive_click_elsewhere():
     prob, heat = _maps()
     veto = {z: np.full((48, 48), 0.9, np.float32) for z in range(4)}  # the source model saw mito everywhere

@@ -243,7 +243,8 @@ def adapt(
             heat_start = heat_at_clicks(heat, clicks_w, zs)
         rnd, n_sel = build_round(combine(prob, cross, zs), heat, zs, clicks_w, ratio, t_s, anchors, s,
                                  use_detector=trusted,
-                                 source_prob=source_prob, negatives=negs_w, corrections=corr_w)
+                                 source_prob=source_prob, negatives=negs_w, corrections=corr_w,
+                                 seen_prob=prob if cross is not None else None)
         protos = round_prototypes(model, images, rnd, clicks_w, src_protos, dev) if s.contrastive else None
         focus = focus_points(rnd, negs_w, corr_w) if s.focus_share > 0 else None  # off by default
         clicked = click_points(rnd, clicks_w) if s.click_focus > 0 else None

@@ -7,6 +7,8 @@ at working resolution on every labelled slice of a round:
 - on its own slice, the predicted object under it (the 8-connected component of p > 0.5 that holds
   it) becomes background, 0 (not ignored: the user has seen it and says what it is); where the model
   predicts nothing at the click, a disk of `radius` around it becomes background;
+  with the xz / yz views (cross_views.py) the object is looked for in the blend and in the xy prediction the
+  user saw (`rounds.build_round(seen_prob=)`), whichever holds it;
 - on slices within `reach_z` (the same reach as a positive click, AdaptSettings.click_reach_z), the
   object under the same (y, x) becomes background too: a false object goes on over nearby slices as a
   mitochondrion does. No disk there: off its slice the click says nothing about empty places;

@@ -43,7 +43,8 @@ def labelled_slices(depth: int, label_slices: int) -> list[int]:
 def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
                 use_detector: bool = True, source_prob: dict[int, np.ndarray] | None = None,
                 negatives: dict[int, np.ndarray] | None = None,
-                corrections: dict[int, tuple[np.ndarray, np.ndarray]] | None = None) -> tuple[TargetRound, int]:
+                corrections: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
+                seen_prob: np.ndarray | None = None) -> tuple[TargetRound, int]:
     """Pseudo-labels, detection targets and weights of every labelled slice.
 
     use_detector False: IPL keeps the clicked components only and the detector's heat vetoes no
@@ -53,13 +54,17 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
     negatives: negative clicks {slice: (k, 2) (y, x)}; their objects become background (negatives.py).
     corrections: the user's corrected objects {slice: (labels, region)} at working resolution
     (corrections.py); they override everything else there, and their mitochondria are detection targets.
+    seen_prob: the xy probability the user saw, when `prob` is a blend (the xz / yz views): a negative click
+    names an object of the xy prediction, which the blend may have pulled below 0.5 (then only a disk would
+    become background and the rest of the object be ignored, left as it was).
     """
     rnd = TargetRound([], [], [], [], [])
     n_sel = 0
     use = use_detector and s.detection
     for k, z in enumerate(zs):
         cz = clicks.get(z, np.zeros((0, 2), np.float32))
-        neg = (negative_region(prob[k], negatives, z, s.click_reach_z, s.click_reach_radius, cz)
+        where = prob[k] if seen_prob is None else np.maximum(prob[k], seen_prob[k])
+        neg = (negative_region(where, negatives, z, s.click_reach_z, s.click_reach_radius, cz)
                if negatives else None)
         corr = (corrections or {}).get(z)
         excl = neg if corr is None else corr[1] if neg is None else neg | corr[1]  # no peak budget spent there
