@@ -14,6 +14,10 @@ proofreading the prediction does. Each state is scored on Lucchi test: Dice agai
 
     .venv/bin/python benchmarks/bench_annotation.py --iters 130 --rounds 3 -n 20 --threads 2 [--arms suggest,random]
 
+`--orthoplane-check` also scores each state on all 80 test slices, as xy slices and with orthoplane inference
+(the product's default where the voxel size is known to be near-isotropic). Each row records the removal split
+by the negative click's role in the run (trained on, or held out to pick the kept model).
+
 Results are appended to benchmarks/results/annotation_results.jsonl as they come; the table of
 docs/benchmarks.md (section `annotation`) is rebuilt from that file (`--render` only rebuilds it).
 """
