@@ -63,9 +63,10 @@ def build_round(prob, heat, zs, clicks, ratio, t_s, anchors, s: AdaptSettings,
     use = use_detector and s.detection
     for k, z in enumerate(zs):
         cz = clicks.get(z, np.zeros((0, 2), np.float32))
-        where = prob[k] if seen_prob is None else np.maximum(prob[k], seen_prob[k])
-        neg = (negative_region(where, negatives, z, s.click_reach_z, s.click_reach_radius, cz)
-               if negatives else None)
+        neg = None
+        if negatives:  # the object may be in the blend or in the xy prediction the user saw (seen_prob)
+            where = prob[k] if seen_prob is None else np.maximum(prob[k], seen_prob[k])
+            neg = negative_region(where, negatives, z, s.click_reach_z, s.click_reach_radius, cz)
         corr = (corrections or {}).get(z)
         excl = neg if corr is None else corr[1] if neg is None else neg | corr[1]  # no peak budget spent there
         if s.pseudo == "ipl":
