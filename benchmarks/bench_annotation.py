@@ -107,6 +107,28 @@ def removal_by_role(on_object: list[tuple], gone: list[bool], negatives: list[tu
     return out
 
 
+def true_shares(points: list[tuple], labels, gt) -> list[float]:
+    """For each negative click (z, y, x) on a predicted object: the share of that 2D object on a true
+    mitochondrion, at click time. The oracle answers "not one" from the clicked pixel alone, so a click at
+    the innermost pixel of two merged mitochondria, or on an over-grown edge, lands on an object that is
+    mostly mitochondrion: the model is right to keep it."""
+    out = []
+    for z, y, x in points:
+        obj = labels[z] == labels[z, y, x]
+        out.append(round(float((gt[z][obj] > 0).mean()), 3))
+    return out
+
+
+def removal_by_kind(gone: list[bool], shares: list[float], false_below: float = 0.1) -> dict:
+    """The removal split by what the clicked object was: false (< 10% on a true mitochondrion, the "false"
+    arm's definition) or partly a mitochondrion."""
+    out = {}
+    for kind, want in (("false_obj", True), ("mixed_obj", False)):
+        mine = [g for g, sh in zip(gone, shares) if (sh < false_below) is want]
+        out |= {f"n_{kind}": len(mine), f"removed_{kind}": round(sum(mine) / len(mine), 3) if mine else None}
+    return out
+
+
 def click_totals(args) -> list[int]:
     """Answered clicks after each round: `--schedule`, else the start and `-n` more per round."""
     if args.schedule:
@@ -156,6 +178,7 @@ def run(args, arm: str) -> None:
     neg: list[tuple] = []
     answered = len(pos)  # every answer the user gave, a skipped suggestion too
     on_object: list[tuple] = []  # negative clicks that landed on a predicted object (a false object)
+    shares: list[float] = []  # each such object's share on a true mitochondrion, at click time
     rng = np.random.default_rng(args.seed)
     # settings of the resumed adaptations (every round after the first) that the flags override
     resumed = {k: v for k, v in (("stage1_rounds", args.resumed_stage1), ("lr", args.resumed_lr)) if v is not None}
@@ -164,7 +187,7 @@ def run(args, arm: str) -> None:
         s = AdaptSettings(max_iters=args.iters, minutes=120, seed=args.seed + r, adabn=(r == 0),
                           focus_share=args.focus_share, negative_crops=args.negative_crops,
                           selection=args.selection, cross_views=args.cross_views,
-                          click_focus=args.click_focus, **(resumed if r > 0 else {}))
+                          click_focus=args.click_focus, w_neg_seg=args.w_neg_seg, **(resumed if r > 0 else {}))
         judged = {"scores": []}  # the judge's view: the start's score, each round's candidate's, what it kept
         for rep in adapt(train, np.array(pos, float), loaded, s, dev=dev,
                          negative_points=np.array(neg, float).reshape(-1, 3)):
@@ -182,11 +205,15 @@ def run(args, arm: str) -> None:
                "dice": m["dice"], "aji": m["aji"], "judge": judged,
                "n_false_clicked": len(on_object), "false_removed": removed,
                **removal_by_role(on_object, gone, neg, s, train.shape),
+               **(removal_by_kind(gone, shares) if gone else {}),
+               "clicked_true_shares": shares, "clicked_gone": gone,
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
                "schedule": args.schedule,
                "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share,
                "negative_crops": args.negative_crops, "selection": args.selection,
+               # the negative crops' own loss (from session 24; before, joined to the target crops' loss)
+               **({"w_neg_seg": args.w_neg_seg} if args.negative_crops else {}),
                "ranking": "blobs" if args.old_ranking else "instances",
                "resumed_stage1": args.resumed_stage1, "resumed_lr": args.resumed_lr,
                "cross_views": args.cross_views, "click_focus": args.click_focus,
@@ -201,6 +228,7 @@ def run(args, arm: str) -> None:
             seg = segment_volume(train, loaded, dev)
             q = false_object_clicks(seg.labels, train_gt, n, args.seed + r, pos + neg)
             on_object += q
+            shares += true_shares(q, seg.labels, train_gt)
             neg = neg + q
             answered += len(q)
         elif arm in ("suggest", "suggest-positive"):
@@ -212,7 +240,9 @@ def run(args, arm: str) -> None:
             answered += len(sug.points)
             pos = pos + p
             if arm == "suggest":  # "suggest-positive" skips the suggestions that are not mitochondria
-                on_object += [c for c in q if seg.labels[c] > 0]
+                hit = [c for c in q if seg.labels[c] > 0]
+                on_object += hit
+                shares += true_shares(hit, seg.labels, train_gt)
                 neg = neg + q
         else:  # the same number of answers, on random objects of random slices
             more = simulate_clicks(train_gt, slices=rng.choice(len(train), 5, replace=False), max_total=n,
@@ -235,11 +265,18 @@ def _selection(r: dict) -> str:
     return r.get("selection", "score")
 
 
+def _neg_loss(r: dict) -> str:
+    """How a row's negative crops were taught: their own loss (session 24 on), or joined to the target crops'."""
+    if "w_neg_seg" not in r:
+        return ", joined loss"
+    return ", own loss" + (f" x{r['w_neg_seg']:g}" if r["w_neg_seg"] != 1.0 else "")
+
+
 def _arm_label(r: dict) -> str:
     flip = r.get("flip_check") and r["arm"].startswith("suggest")  # the flip check ranks suggestions only
     return (r["arm"] + (" + flip check" if flip else "")
             + (f" + focused crops {r['focus_share']:g}" if r.get("focus_share") else "")
-            + (f" + negative crops ({r['negative_crops']} a step)" if r.get("negative_crops") else "")
+            + (f" + negative crops ({r['negative_crops']} a step{_neg_loss(r)})" if r.get("negative_crops") else "")
             + (" + xz / yz views" if r.get("cross_views") else "")
             + (f" + crops at clicks {r['click_focus']:g}" if r.get("click_focus") else "")
             + (f" + {SELECTION_LABELS[_selection(r)]}" if _selection(r) != "guarded" else "")
@@ -254,6 +291,7 @@ def _flags(r: dict) -> str:
     return ((" --flip-check" if r.get("flip_check") else "")
             + (f" --focus-share {r['focus_share']:g}" if r.get("focus_share") else "")
             + (f" --negative-crops {r['negative_crops']}" if r.get("negative_crops") else "")
+            + (f" --w-neg-seg {r['w_neg_seg']:g}" if r.get("w_neg_seg", 1.0) != 1.0 else "")
             + (f" --selection {_selection(r)}" if _selection(r) != "guarded" else "")
             + (" --old-ranking" if _old_ranking(r) else "")
             + (" --cross-views" if r.get("cross_views") else "")
@@ -268,27 +306,31 @@ ARM_NAMES = {"random": "random positive clicks", "suggest-positive": "suggested,
              "suggest": "suggested, positive + negative answers", "false": "negative clicks on false objects"}
 
 
-def curve_figure(runs: dict[str, list[dict]]) -> None:
-    """The current protocol's arms (with the xz / yz views, no extra crops), each the mean over its seeds: on the
-    first test slices as xy slices, and on all 80 with orthoplane inference where the runs were scored so."""
+def _current(runs: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The runs of the current protocol (with the xz / yz views, no extra crops), suggested and random arms."""
+    return {label: rs for label, rs in runs.items() if rs[0].get("cross_views") and not rs[0].get("click_focus")
+            and not rs[0].get("negative_crops") and rs[0]["arm"] in ("suggest", "random")}
+
+
+def curve_figure(runs: dict[str, list[dict]], checked: dict[str, list[dict]]) -> None:
+    """The current protocol's arms, each the mean over its seeds: on the first test slices as xy slices (the
+    latest runs), and on all 80 with orthoplane inference (the latest runs scored so, `checked`)."""
     import numpy as np
 
-    current = {label: rs for label, rs in runs.items() if rs[0].get("cross_views") and not rs[0].get("click_focus")
-               and not rs[0].get("negative_crops") and rs[0]["arm"] in ("suggest", "random")}
+    current, current_checked = _current(runs), _current(checked)
     fig, ax = pyplot().subplots(figsize=(6, 4.6))
     for arm, colour in (("suggest", "tab:orange"), ("random", "tab:blue")):
-        mine = [rs for rs in current.values() if rs[0]["arm"] == arm]
-        if not mine:
-            continue
-        totals = sorted({r["answered"] for rs in mine for r in rs})
-        for key, style, what in (("dice", "-o", f"first {mine[0][0]['test_slices']} slices, xy"),
-                                 ("dice_op80", "--s", "80 slices, orthoplanes")):
-            pts = [(t, [r[key] for rs in mine for r in rs if r["answered"] == t and key in r]) for t in totals]
+        for key, style, pool in (("dice", "-o", current), ("dice_op80", "--s", current_checked)):
+            mine = [rs for rs in pool.values() if rs[0]["arm"] == arm]
+            if not mine:
+                continue
+            totals = sorted({r["answered"] for rs in mine for r in rs})
+            what = f"first {mine[0][0]['test_slices']} slices, xy" if key == "dice" else "80 slices, orthoplanes"
+            pts = [(t, [r[key] for rs in mine for r in rs if r["answered"] == t]) for t in totals]
             pts = [(t, v) for t, v in pts if v]
-            if pts:
-                seeds = len({rs[0]["seed"] for rs in mine if any(key in r for r in rs)})
-                ax.plot([t for t, _ in pts], [np.mean(v) for _, v in pts], style, color=colour,
-                        label=f"{ARM_NAMES.get(arm, arm)}: {what} ({seeds} seed{'s' if seeds > 1 else ''})")
+            seeds = len({rs[0]["seed"] for rs in mine})
+            ax.plot([t for t, _ in pts], [np.mean(v) for _, v in pts], style, color=colour,
+                    label=f"{ARM_NAMES.get(arm, arm)}: {what} ({seeds} seed{'s' if seeds > 1 else ''})")
     ax.axhline(0.87, color="grey", lw=0.8, ls=":", label="issue 21's target at 50 clicks (0.87)")
     ax.set_xscale("log")
     ticks = sorted({r["answered"] for rows in current.values() for r in rows}) or [10]
@@ -306,11 +348,16 @@ def curve_figure(runs: dict[str, list[dict]]) -> None:
 def render_curve(rows: list[dict]) -> None:
     """The clicks-against-Dice curve of the `--schedule` runs: the latest run of each arm, a table and a plot."""
     runs: dict[str, list[dict]] = {}
+    checked: dict[str, list[dict]] = {}  # the latest run of each arm scored with --orthoplane-check
     for r in rows:  # a run starts at round 0; a later run of the same arm replaces the earlier one
         label = _arm_label(r).replace(r["arm"], ARM_NAMES.get(r["arm"], r["arm"]), 1)
         if r["round"] == 0:
             runs[label] = []
         runs.setdefault(label, []).append(r)
+        if "dice_op80" in r:
+            if r["round"] == 0 or label not in checked:
+                checked[label] = []
+            checked[label].append(r)
     if not runs:
         return
     totals = sorted({r["answered"] for rs in runs.values() for r in rs})
@@ -324,6 +371,8 @@ def render_curve(rows: list[dict]) -> None:
                 else f"; {r['false_removed']:.0%} of {r['n_false_clicked']} gone")
         if r.get("false_removed_trained") is not None:  # runs that record the split by the clicks' role
             gone += f" (trained on: {r['false_removed_trained']:.0%} of {r['n_false_trained']})"
+        if r.get("n_false_obj"):  # runs that record what the clicked objects were
+            gone += f"; false objects: {r['removed_false_obj']:.0%} of {r['n_false_obj']}"
         return f"{r['dice']:.3f} ({r['n_pos']}+/{r['n_neg']}-{gone})"
 
     table = markdown_table(["arm"] + [f"{t} clicks" for t in totals],
@@ -334,7 +383,6 @@ def render_curve(rows: list[dict]) -> None:
         return "-" if not hit else (f"{hit[-1]['dice_xy80']:.3f} -> **{hit[-1]['dice_op80']:.3f}** "
                                     f"(AJI {hit[-1]['aji_xy80']:.3f} -> {hit[-1]['aji_op80']:.3f})")
 
-    checked = {label: rs for label, rs in runs.items() if any("dice_op80" in r for r in rs)}
     planes = "" if not checked else f"""
 The runs with `--orthoplane-check`: the same models on all 80 Lucchi test slices, Dice (AJI) as xy slices ->
 with orthoplane inference (xy, xz and yz planes combined, `predict --orthoplanes`, the default where the voxel
@@ -343,7 +391,7 @@ size is known to be near-isotropic):
 {markdown_table(["arm"] + [f"{t} clicks" for t in totals],
                 [[label] + [whole(rs, t) for t in totals] for label, rs in checked.items()])}
 """
-    curve_figure(runs)
+    curve_figure(runs, checked)
     flat = [r for rs in runs.values() for r in rs]
     r0 = flat[0]
     by_options: dict[str, list[str]] = {}  # the arms of each set of options: one command each
@@ -439,6 +487,8 @@ def main() -> None:
                     help="share of target crops around negative clicks (AdaptSettings.focus_share)")
     ap.add_argument("--negative-crops", type=int, default=0,
                     help="crops per step around a negative click (AdaptSettings.negative_crops)")
+    ap.add_argument("--w-neg-seg", type=float, default=1.0,
+                    help="weight of the negative crops' own segmentation loss (AdaptSettings.w_neg_seg)")
     ap.add_argument("--selection", default="guarded", choices=("guarded", "score", "last"),
                     help="which model each round keeps (AdaptSettings.selection; guarded: the product)")
     ap.add_argument("--schedule", default=None,

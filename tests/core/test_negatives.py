@@ -201,6 +201,14 @@ def test_an_adaptation_appends_negative_crops_to_its_target_batches_only_when_th
     reps = list(adapt(img, clicks, copy.deepcopy(loaded), s, source_data=source,
                       negative_points=np.array([[0, 10, 10], [2, 80, 80]])))
     assert reps[-1].stage == "done" and made and all(m == (2, 1, 64, 64) for m in made)
+    # the negative crops have a loss of their own, taught from the first (detection-only) round on
+    by_round = {}
+    for r in reps:
+        if r.stage == "train":
+            by_round.setdefault(r.round, set()).update(r.losses)
+    assert len(by_round) == 2 and all("neg_seg" in keys for keys in by_round.values())
+    assert "tgt_seg" not in by_round[min(by_round)]  # stage 1 still trains no segmentation on pseudo-labels
     made.clear()
-    list(adapt(img, clicks, copy.deepcopy(loaded), s, source_data=source, negative_points=np.zeros((0, 3))))
+    reps = list(adapt(img, clicks, copy.deepcopy(loaded), s, source_data=source, negative_points=np.zeros((0, 3))))
     assert made and all(m is None for m in made)
+    assert not any("neg_seg" in r.losses for r in reps if r.stage == "train")

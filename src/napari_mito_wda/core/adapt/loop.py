@@ -282,6 +282,7 @@ def adapt(
             batch = target_batch(rng, images, rnd, s.target_batch, s.crop, s.augment, focus, s.focus_share,
                                  clicked, s.click_focus)
             extra = negative_batch(rng, images, rnd, neg_points, s.negative_crops, s.crop, s.augment)
+            n_tgt = len(batch[0])  # the negative crops come after the target crops
             if extra is not None:
                 batch = tuple(torch.cat(pair) for pair in zip(batch, extra))
             xt, yt, tt, wt, ct = (v.to(dev.device) for v in batch)
@@ -290,9 +291,12 @@ def adapt(
             if s.detection:
                 losses["tgt_det"] = partial_weighted_mse(out_t["det"].float(), tt, wt)
                 total = total + s.w_tgt_det * losses["tgt_det"]
-            if stage == "stage2" and (yt == 1).any():
-                losses["tgt_seg"] = seg_loss(out_t["seg"].float(), yt)
+            if stage == "stage2" and (yt[:n_tgt] == 1).any():
+                losses["tgt_seg"] = seg_loss(out_t["seg"][:n_tgt].float(), yt[:n_tgt])
                 total = total + s.w_tgt_seg * losses["tgt_seg"]
+            if len(yt) > n_tgt:  # the user's answers, exact in both stages: a term of their own (see settings)
+                losses["neg_seg"] = seg_loss(out_t["seg"][n_tgt:].float(), yt[n_tgt:])
+                total = total + s.w_neg_seg * losses["neg_seg"]
             if s.contrastive and protos is not None:
                 emb = out_t["proj"].float()
                 stride = xt.shape[-1] // emb.shape[-1]

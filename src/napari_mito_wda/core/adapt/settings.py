@@ -34,6 +34,9 @@ class AdaptSettings:
     # Off: after 15 negatives on false objects 73% of them were gone (53% without) at Lucchi Dice 0.812 (0.809), but
     # on suggested answers Dice was 0.798 / 0.811 at 50 / 100 clicks against 0.819 / 0.834 (one seed each,
     # bench_annotation --schedule 10,25,50,100, docs/journal.md session 16)
+    w_neg_seg: float = 1.0           # weight of the negative crops' own segmentation loss, averaged over their
+    # supervised pixels alone and taught in stage 1 too: joined to the target crops' loss (before session 24) a
+    # false object was ~1% of a batch's supervised pixels
     crop: int = 256                  # working-resolution pixels
     lr: float = 5e-4
     w_src_seg: float = 1.0
