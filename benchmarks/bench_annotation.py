@@ -213,7 +213,7 @@ def run(args, arm: str) -> None:
                "threads": args.threads, "flip_check": args.flip_check, "focus_share": args.focus_share,
                "negative_crops": args.negative_crops, "selection": args.selection,
                # the negative crops' own loss (from session 24; before, joined to the target crops' loss)
-               **({"w_neg_seg": args.w_neg_seg} if args.negative_crops else {}),
+               **({"w_neg_seg": args.w_neg_seg, "neg_loss": "bce"} if args.negative_crops else {}),
                "ranking": "blobs" if args.old_ranking else "instances",
                "resumed_stage1": args.resumed_stage1, "resumed_lr": args.resumed_lr,
                "cross_views": args.cross_views, "click_focus": args.click_focus,
@@ -266,10 +266,12 @@ def _selection(r: dict) -> str:
 
 
 def _neg_loss(r: dict) -> str:
-    """How a row's negative crops were taught: their own loss (session 24 on), or joined to the target crops'."""
+    """How a row's negative crops were taught: a loss of their own (session 24 on; cross-entropy + Dice, then
+    cross-entropy alone), or joined to the target crops'."""
     if "w_neg_seg" not in r:
         return ", joined loss"
-    return ", own loss" + (f" x{r['w_neg_seg']:g}" if r["w_neg_seg"] != 1.0 else "")
+    kind = "own cross-entropy" if r.get("neg_loss") == "bce" else "own loss"  # own loss: cross-entropy + Dice
+    return f", {kind}" + (f" x{r['w_neg_seg']:g}" if r["w_neg_seg"] != 1.0 else "")
 
 
 def _arm_label(r: dict) -> str:

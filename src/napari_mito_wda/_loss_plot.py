@@ -6,12 +6,14 @@ import time
 
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-# Readable names for the engine's loss keys (core.adapt): source/target segmentation, detection, contrast.
+# Readable names for the engine's loss keys (core.adapt): source/target segmentation, detection, the negative
+# clicks' crops, contrast.
 LOSS_NAMES = {
     "src_seg": "source seg",
     "src_det": "source centres",
     "tgt_det": "target centres",
     "tgt_seg": "target seg",
+    "neg_seg": "not-mito clicks",
     "con": "contrastive",
 }
 _BG = "#262930"  # napari's dark theme background, so the plot does not glare in the dock

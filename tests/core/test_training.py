@@ -6,7 +6,7 @@ from napari_mito_wda.core.data.checkpoint import load_checkpoint
 from napari_mito_wda.core.data.synthetic import SOURCE, make_volume
 from napari_mito_wda.core.engine.model import ModelConfig, MultiTaskUNet
 from napari_mito_wda.core.training.pretrain import pretrain
-from napari_mito_wda.core.training.supervised import FitSettings, fit, prepare_slices, seg_loss
+from napari_mito_wda.core.training.supervised import FitSettings, bce_loss, fit, prepare_slices, seg_loss
 
 
 def test_seg_loss_ignores_255_and_rewards_right_answers():
@@ -20,6 +20,20 @@ def test_seg_loss_ignores_255_and_rewards_right_answers():
     # the ignored pixel does not matter at all
     ignored = torch.tensor([[[[8.0, -8.0, -50.0]]]])
     assert float(seg_loss(ignored, target)) == pytest.approx(float(seg_loss(good, target)))
+
+
+def test_bce_loss_on_a_crop_with_no_mitochondrion_fades_with_the_object():
+    """The negative crops' loss (background where the user clicked, IGNORE elsewhere): the mean cross-entropy
+    of the supervised pixels, so a faded object costs little, unlike seg_loss whose Dice term stays near 1 on
+    an empty target until the summed probability is near 0."""
+    import torch
+
+    target = torch.full((1, 1, 60, 60), 255)
+    target[..., 5:55, 5:55] = 0  # the clicked object, 2,500 pixels
+    faded = torch.where(target == 0, -3.0, 9.0)  # p = 0.047 on the object; the rest ignored
+    assert float(bce_loss(faded, target)) == pytest.approx(float(torch.nn.functional.softplus(torch.tensor(-3.0))))
+    assert float(bce_loss(faded, target)) < 0.05 and float(seg_loss(faded, target)) > 1.0
+    assert float(bce_loss(-faded, target)) > 3.0  # still there (p = 0.95): costly
 
 
 def _small_data(seed=0):

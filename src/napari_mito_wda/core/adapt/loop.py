@@ -30,7 +30,7 @@ from ..data.io import normalize_slice, validate_image
 from ..data.pixel_size import image_and_pixel_size, pixel_scale
 from ..engine.device import DeviceInfo, pick_device
 from ..engine.inference import to_working
-from ..training.supervised import SlicePlanes, detection_loss, sample_batch, seg_loss
+from ..training.supervised import SlicePlanes, bce_loss, detection_loss, sample_batch, seg_loss
 from ..training.targets import count_estimate
 from .batchnorm import adabn, frozen_bn_stats
 from .corrections import Corrections, check_corrections, working_corrections
@@ -295,7 +295,7 @@ def adapt(
                 losses["tgt_seg"] = seg_loss(out_t["seg"][:n_tgt].float(), yt[:n_tgt])
                 total = total + s.w_tgt_seg * losses["tgt_seg"]
             if len(yt) > n_tgt:  # the user's answers, exact in both stages: a term of their own (see settings)
-                losses["neg_seg"] = seg_loss(out_t["seg"][n_tgt:].float(), yt[n_tgt:])
+                losses["neg_seg"] = bce_loss(out_t["seg"][n_tgt:].float(), yt[n_tgt:])
                 total = total + s.w_neg_seg * losses["neg_seg"]
             if s.contrastive and protos is not None:
                 emb = out_t["proj"].float()

@@ -31,12 +31,13 @@ class AdaptSettings:
     # Off: at 0.5 (with the views) suggested answers gained on the whole stack (25: 0.851 vs 0.846) but 25 clicks on
     # 3 slices of a 32-slice crop fell to 0.829 (0.844): crops on a few slices overfit them (docs/journal.md, s22)
     negative_crops: int = 0          # crops per step cut around a negative click, taught only its object
-    # Off: after 15 negatives on false objects 73% of them were gone (53% without) at Lucchi Dice 0.812 (0.809), but
-    # on suggested answers Dice was 0.798 / 0.811 at 50 / 100 clicks against 0.819 / 0.834 (one seed each,
-    # bench_annotation --schedule 10,25,50,100, docs/journal.md session 16)
-    w_neg_seg: float = 1.0           # weight of the negative crops' own segmentation loss, averaged over their
-    # supervised pixels alone and taught in stage 1 too: joined to the target crops' loss (before session 24) a
-    # false object was ~1% of a batch's supervised pixels
+    # Off: with the views and a loss of their own (w_neg_seg 0.03-1) 83-100% of the clicked false objects were
+    # gone, but Lucchi Dice fell 0.005-0.05 (two seeds, bench_annotation, docs/journal.md session 24): taught hard,
+    # "not this" reaches look-alike mitochondria. Joined to the target crops' loss (sessions 16, 23) they did little.
+    w_neg_seg: float = 1.0           # weight of the negative crops' own loss: cross-entropy averaged over their
+    # supervised pixels alone, in stage 1 too (joined to the target crops' loss a false object was ~1% of a batch's
+    # supervised pixels). Cross-entropy alone, not seg_loss: its Dice term on an empty target pushes to exactly 0;
+    # measured no different at weight 1 (docs/journal.md, session 24)
     crop: int = 256                  # working-resolution pixels
     lr: float = 5e-4
     w_src_seg: float = 1.0

@@ -153,11 +153,18 @@ def sample_batch(rng: np.random.Generator, data: SlicePlanes, batch: int, crop: 
     )
 
 
+def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy averaged over pixels whose target is not IGNORE."""
+    valid = (target != IGNORE).float()
+    t = (target == 1).float()
+    return F.binary_cross_entropy_with_logits(logits, t, weight=valid, reduction="sum") / valid.sum().clamp(min=1)
+
+
 def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Binary cross-entropy + soft Dice over pixels whose target is not IGNORE."""
     valid = (target != IGNORE).float()
     t = (target == 1).float()
-    bce = F.binary_cross_entropy_with_logits(logits, t, weight=valid, reduction="sum") / valid.sum().clamp(min=1)
+    bce = bce_loss(logits, target)
     p = torch.sigmoid(logits) * valid
     dice = 1 - (2 * (p * t).sum() + 1) / (p.sum() + (t * valid).sum() + 1)
     return bce + dice
