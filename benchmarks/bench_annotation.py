@@ -86,6 +86,11 @@ def false_objects_removed(points: list[tuple], image, loaded, dev) -> list[bool]
     return [bool(labels[at[z], y, x] == 0) for z, y, x in points]
 
 
+def gone_share(flags: list[bool]) -> float | None:
+    """The share of True in `flags` (3 decimals), None when there are none."""
+    return round(sum(flags) / len(flags), 3) if flags else None
+
+
 def removal_by_role(on_object: list[tuple], gone: list[bool], negatives: list[tuple], settings, shape) -> dict:
     """The removal split by the role the adaptation gave each negative click: trained on, or held out (never
     trained on: it picks the kept model; `ClickSplit` with the loop's seed, so the same split as the run's)."""
@@ -102,8 +107,7 @@ def removal_by_role(on_object: list[tuple], gone: list[bool], negatives: list[tu
     out = {}
     for role, want in (("trained", False), ("heldout", True)):
         mine = [g for c, g in zip(on_object, gone) if (tuple(np.round(np.array(c, float), 1)) in held_keys) is want]
-        share = round(sum(mine) / len(mine), 3) if mine else None
-        out |= {f"n_false_{role}": len(mine), f"false_removed_{role}": share}
+        out |= {f"n_false_{role}": len(mine), f"false_removed_{role}": gone_share(mine)}
     return out
 
 
@@ -125,7 +129,7 @@ def removal_by_kind(gone: list[bool], shares: list[float], false_below: float = 
     out = {}
     for kind, want in (("false_obj", True), ("mixed_obj", False)):
         mine = [g for g, sh in zip(gone, shares) if (sh < false_below) is want]
-        out |= {f"n_{kind}": len(mine), f"removed_{kind}": round(sum(mine) / len(mine), 3) if mine else None}
+        out |= {f"n_{kind}": len(mine), f"removed_{kind}": gone_share(mine)}
     return out
 
 
@@ -200,10 +204,9 @@ def run(args, arm: str) -> None:
         m = evaluate_volume(segment_volume(test, loaded, dev).labels, test_gt, per_slice=False)
         whole = orthoplane_scores(test_all, test_gt_all, loaded, dev) if args.orthoplane_check else {}
         gone = false_objects_removed(on_object, train, loaded, dev)
-        removed = round(sum(gone) / len(gone), 3) if gone else None
         row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "answered": answered,
                "dice": m["dice"], "aji": m["aji"], "judge": judged,
-               "n_false_clicked": len(on_object), "false_removed": removed,
+               "n_false_clicked": len(on_object), "false_removed": gone_share(gone),
                **removal_by_role(on_object, gone, neg, s, train.shape),
                **(removal_by_kind(gone, shares) if gone else {}),
                "clicked_true_shares": shares, "clicked_gone": gone,
@@ -412,7 +415,9 @@ from the same {totals[0]} random positive clicks. Each cell: Lucchi test Dice (f
 and the positive / negative clicks trained on; "gone": the share of the negative clicks on a predicted object
 with no object under them after that round. A suggestion answered "not a mitochondrion" counts as an
 answered click in both suggested arms; "positive answers only" skips it, as a user who only keeps the
-suggestions that are mitochondria. Seed 0 unless the arm names another.
+suggestions that are mitochondria. Seed 0 unless the arm names another. The negative-crop rows marked "joined
+loss" (before 0ff83e1) or "own loss" (cross-entropy + Dice, 0ff83e1) were measured with a loss since replaced: their
+commands now run the negative crops' own cross-entropy (9ef730c on).
 
 {table}
 {planes}
