@@ -74,16 +74,35 @@ def false_object_clicks(labels, gt, n: int, seed: int, existing: list[tuple]) ->
     return [(z, *innermost_point(labels[z] == i)) for z, i in picked]
 
 
-def false_objects_removed(points: list[tuple], image, loaded, dev) -> list[bool]:
-    """For each of `points` (z, y, x): is there no predicted object under it now?"""
+def removal_now(points: list[tuple], image, loaded, dev, negatives=(), positives=(), gt=None) -> tuple:
+    """(learnt, shown, rule) for the negative clicks `points` (z, y, x) that landed on a predicted object.
+
+    learnt: no object under each click in the model's prediction; shown: none in the instances the user is
+    shown, where `drop_negated` leaves out the objects under all `negatives` (a positive click of `positives`
+    on one spares it); rule: what the rule cost on those slices (the share of the true mitochondrion pixels,
+    from `gt`, that it dropped; the objects it spared)."""
+    import numpy as np
+
+    from napari_mito_wda.core.adapt.negatives import drop_negated
     from napari_mito_wda.core.engine.segment import segment_volume
 
     if not points:
-        return []
+        return [], [], {}
     zs = sorted({p[0] for p in points})
     labels = segment_volume(image[zs], loaded, dev).labels  # only the slices that hold a negative click
     at = {z: k for k, z in enumerate(zs)}
-    return [bool(labels[at[z], y, x] == 0) for z, y, x in points]
+    learnt = [bool(labels[at[z], y, x] == 0) for z, y, x in points]
+
+    def local(clicks):  # the clicks of those slices, re-indexed to them
+        return np.array([(at[c[0]], c[1], c[2]) for c in clicks if c[0] in at], float).reshape(-1, 3)
+
+    shown = labels.copy()
+    _, n_spared, _ = drop_negated(shown, local(negatives), local(positives))
+    rule = {"n_spared": n_spared}
+    if gt is not None:
+        true = gt[zs] > 0
+        rule["rule_true_lost"] = round(float((true & (labels > 0) & (shown == 0)).sum() / max(1, true.sum())), 4)
+    return learnt, [bool(shown[at[z], y, x] == 0) for z, y, x in points], rule
 
 
 def gone_share(flags: list[bool]) -> float | None:
@@ -203,13 +222,15 @@ def run(args, arm: str) -> None:
                 judged |= {"best_score": round(float(rep.best_score), 4), "kept_step": rep.kept_step}
         m = evaluate_volume(segment_volume(test, loaded, dev).labels, test_gt, per_slice=False)
         whole = orthoplane_scores(test_all, test_gt_all, loaded, dev) if args.orthoplane_check else {}
-        gone = false_objects_removed(on_object, train, loaded, dev)
+        gone, shown, rule = removal_now(on_object, train, loaded, dev, neg, pos, train_gt)
         row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "answered": answered,
                "dice": m["dice"], "aji": m["aji"], "judge": judged,
                "n_false_clicked": len(on_object), "false_removed": gone_share(gone),
                **removal_by_role(on_object, gone, neg, s, train.shape),
                **(removal_by_kind(gone, shares) if gone else {}),
                "clicked_true_shares": shares, "clicked_gone": gone,
+               # the same clicks in the shown instances, where the rule drops the objects under negative clicks
+               "shown_removed": gone_share(shown), "clicked_shown_gone": shown, **rule,
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
                "schedule": args.schedule,
@@ -378,6 +399,8 @@ def render_curve(rows: list[dict]) -> None:
             gone += f" (trained on: {r['false_removed_trained']:.0%} of {r['n_false_trained']})"
         if r.get("n_false_obj"):  # runs that record what the clicked objects were
             gone += f"; false objects: {r['removed_false_obj']:.0%} of {r['n_false_obj']}"
+        if r.get("shown_removed") is not None:  # runs that record the instances shown with the rule
+            gone += f"; shown: {r['shown_removed']:.0%}, {r['rule_true_lost']:.2%} of true px lost"
         return f"{r['dice']:.3f} ({r['n_pos']}+/{r['n_neg']}-{gone})"
 
     table = markdown_table(["arm"] + [f"{t} clicks" for t in totals],
@@ -415,7 +438,10 @@ from the same {totals[0]} random positive clicks. Each cell: Lucchi test Dice (f
 and the positive / negative clicks trained on; "gone": the share of the negative clicks on a predicted object
 with no object under them after that round. A suggestion answered "not a mitochondrion" counts as an
 answered click in both suggested arms; "positive answers only" skips it, as a user who only keeps the
-suggestions that are mitochondria. Seed 0 unless the arm names another. The negative-crop rows marked "joined
+suggestions that are mitochondria. "shown" (runs from session 25): the same share in the instances the user is
+shown, where the objects under the negative clicks are left out by rule (`drop_negated`, unless a positive
+click lies on the object), and the share of the true mitochondrion pixels of those slices that the rule
+dropped with them. Seed 0 unless the arm names another. The negative-crop rows marked "joined
 loss" (before 0ff83e1) or "own loss" (cross-entropy + Dice, 0ff83e1) were measured with a loss since replaced: their
 commands now run the negative crops' own cross-entropy (9ef730c on).
 

@@ -80,3 +80,19 @@ def test_click_feed_and_load_errors(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt"):
         run_to_end(load_iter(str(bad)))
+
+
+def test_previews_leave_out_the_objects_under_negative_clicks(target, adaptable_model_file):
+    import numpy as np
+
+    loaded = load_checkpoint(adaptable_model_file)
+    grid = np.array([[2, y, x] for y in range(4, target.shape[1], 6) for x in range(4, target.shape[2], 6)], float)
+    plain, _ = run_to_end(adapt_iter(target, ClickFeed([[1, 40, 40]]), model=loaded, overrides=TINY_ADAPT,
+                                     view_z=lambda: 2, n_preview=1))
+    shown = [p for u in plain for p in u.previews]
+    at = tuple(grid[:, 1:].astype(int).T)
+    assert shown and any((p.labels[at] > 0).any() for p in shown)  # without them, objects lie under the grid
+    updates, _ = run_to_end(adapt_iter(target, ClickFeed([[1, 40, 40]]), model=loaded, overrides=TINY_ADAPT,
+                                       view_z=lambda: 2, n_preview=1, negatives=ClickFeed(grid)))
+    shown = [p for u in updates for p in u.previews]
+    assert shown and all(p.z == 2 and not (p.labels[at] > 0).any() for p in shown)

@@ -186,3 +186,55 @@ def test_corrections_painted_and_erased_are_counted_taken_up_mid_run_and_kept(
     assert row.n_corrected == 3 and "kept" in widget.status_label.text()
     row.forget_button.click()  # and they can be dropped
     assert row.n_corrected == 0 and "forgotten" in widget.status_label.text()
+
+
+def _largest_objects(plane: np.ndarray, k: int) -> list[tuple[int, tuple[int, int]]]:
+    """The k largest objects of a labels slice: (id, innermost pixel)."""
+    from napari_mito_wda.core.adapt.points import innermost_point
+
+    ids, sizes = np.unique(plane[plane > 0], return_counts=True)
+    return [(int(i), innermost_point(plane == i)) for i in ids[np.argsort(-sizes)][:k]]
+
+
+@pytest.mark.gui
+def test_a_negative_click_takes_its_object_out_of_the_shown_instances_and_later_predictions(
+    viewer_and_widget, default_model_file, wait_worker, tmp_path
+):
+    import tifffile
+
+    from napari_mito_wda._proofread import corrections_of
+    from napari_mito_wda.core.data.synthetic import TARGET, make_volume
+
+    viewer, widget = viewer_and_widget
+    image, _ = make_volume((3, 96, 96), n_objects=8, domain=TARGET, seed=4)
+    viewer.add_image(image, name="em", scale=SCALE)
+    widget.predict_button.click()
+    wait_worker(widget)
+    layer = viewer.layers["em instances"]
+    (false_id, at), (kept_id, at_kept), (edited_id, at_edited) = _largest_objects(np.asarray(layer.data)[1], 3)
+    expected = np.asarray(layer.data).copy()
+    expected[1][expected[1] == false_id] = 0
+    widget.add_points_layer().add([[1, *at_kept]])  # the user says this one is a mitochondrion ...
+    neg = widget.add_negative_layer()
+    neg.add([[1, *at]])                      # ... and this one is not
+    assert np.array_equal(layer.data, expected), "the clicked object is still shown, or others went with it"
+    assert "1 object(s) under your 'not mitochondria' clicks left out" in widget.status_label.text()
+    assert corrections_of(layer).n_objects == 0  # the plugin dropped it: no correction to learn from
+    neg.add([[1, *at_kept]])                 # a negative on the positively clicked object: the positive wins
+    assert np.array_equal(layer.data, expected)
+    edited = np.asarray(layer.data)
+    rows = np.flatnonzero((edited[1] == edited_id).any(axis=1))
+    edited[1][rows[0], edited[1][rows[0]] == edited_id] = 0  # the user trims that object: a correction
+    layer.data = edited
+    expected = edited.copy()
+    neg.add([[1, *at_edited]])               # a negative on a corrected object: the user's mask wins
+    assert np.array_equal(layer.data, expected) and corrections_of(layer).n_mito == 1
+
+    widget.predict_button.click()            # the next prediction keeps the user's word
+    wait_worker(widget)
+    data = np.asarray(layer.data)
+    assert data[1][at] == 0 and data[1][at_kept] > 0 and data[1][at_edited] > 0
+    assert "left out" in widget.status_label.text()
+    out = tmp_path / "instances.tif"
+    assert widget.export_labels(out) is not None
+    assert tifffile.imread(out)[1][at] == 0   # and so does the exported TIFF

@@ -24,6 +24,7 @@ from ._jobs import alive_only
 from ._live_layers import INSTANCES_SUFFIX, get_or_add, show_previews, with_points_on_top
 from ._loss_plot import LossPlot
 from ._proofread import keep_user_edits, reference, track, watch_edits
+from ._shown_negatives import voxel_clicks
 from ._util import layer_named, same_layer
 
 ADAPT_TEXT = "Adapt to this dataset"
@@ -138,22 +139,11 @@ class AdaptSection(QGroupBox):
     # ------------------------------------------------------------------ clicks
     def _valid_clicks(self, image, shape, negative: bool = False) -> tuple[np.ndarray, int, np.ndarray]:
         """(clicks inside the image as (N, 3) voxel coords with duplicates merged, n outside, all raw)."""
-        from .core.adapt.points import validate_points
-
         if negative:
             raw = self.negatives.negatives_in_image_coords(image) if self.negatives is not None else []
         else:
             raw = self.inputs.centres_in_image_coords(image)
-        raw = np.asarray(raw, dtype=np.float64)
-        shape3 = tuple(shape) if len(shape) == 3 else (1, *shape)
-        if raw.size == 0:
-            return np.zeros((0, 3)), 0, np.zeros((0, 3))
-        raw = raw.reshape(len(raw), -1)[:, -len(shape):]
-        full = raw if raw.shape[1] == 3 else np.column_stack([np.zeros(len(raw)), raw])
-        vox = np.floor(full + 0.5)
-        inside = ((vox >= 0) & (vox < np.asarray(shape3))).all(axis=1)
-        pts, _ = validate_points(full[inside], shape3)
-        return pts, int((~inside).sum()), full
+        return voxel_clicks(raw, shape)
 
     def _feed_clicks(self) -> None:
         """While adapting: pass the current clicks to the worker (taken up at its next round)."""

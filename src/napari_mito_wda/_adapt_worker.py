@@ -101,12 +101,13 @@ def adapt_iter(
     `view_z()` names the slice in view; the previews are the predicted slices closest to it. Rounds
     can take minutes, so during training the slice in view is also predicted with the network as it
     is, every `preview_every_s` seconds (a single slice: a few percent of the training time).
-    negatives: the "not mitochondria" clicks, re-read at each round like `clicks`.
+    negatives: the "not mitochondria" clicks, re-read at each round like `clicks`; the previews leave out the
+    objects under them (core.adapt.live.leave_out_negated).
     pixel_size: the image's in-plane nm per pixel (None = unknown), rescaled to the model's as `adapt` does.
     corrections: the user's corrected objects (core Corrections, or None), re-read at each round.
     """
     from .core.adapt import AdaptReport, AdaptSettings, adapt, with_state
-    from .core.adapt.live import current_preview, nearest_slices, preview_slices
+    from .core.adapt.live import current_preview, leave_out_negated, nearest_slices, preview_slices
     from .core.data.checkpoint import load_model
     from .core.data.io import validate_image
     from .core.data.pixel_size import pixel_scale
@@ -151,6 +152,7 @@ def adapt_iter(
                 previews = [current_preview(work.model, volume[z], z, dev, with_maps=with_maps, scale=scale, **sizes)]
                 cost = time.perf_counter() - t_prev
                 next_preview = time.perf_counter() + max(preview_every_s, 9.0 * cost)
+            leave_out_negated(previews, neg.get(), clicks.get())  # the user's "not this" holds in what is shown
             last = dataclasses.replace(rep, prediction=None, best_state=None)
             best = None
             if rep.best_state is not None:  # a copy: the widget keeps it if the run fails later

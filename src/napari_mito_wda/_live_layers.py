@@ -45,7 +45,7 @@ def get_or_add(viewer, name: str, kind: str, geom: dict, dtype, **kwargs):
     return add(data, name=name, **_geometry_kwargs(geom), **kwargs), None
 
 
-def _writable(layer):
+def writable_data(layer):
     data = layer.data
     if not isinstance(data, np.ndarray) or not data.flags.writeable:
         layer.data = data = np.array(data)  # e.g. a read-only or lazy array opened from disk
@@ -56,7 +56,7 @@ def write_slices(layer, planes: dict[int, np.ndarray]) -> None:
     """Overwrite slices {z: (Y, X)} of a 2D or 3D layer in place and redraw it."""
     if not planes:
         return
-    data = _writable(layer)
+    data = writable_data(layer)
     top = max(int(p.max(initial=0)) for p in planes.values())
     if data.dtype.kind in "ui" and top > np.iinfo(data.dtype).max:
         layer.data = data = data.astype(np.uint32)

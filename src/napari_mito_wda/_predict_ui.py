@@ -21,6 +21,7 @@ from ._inputs_ui import layer_voxel_size
 from ._job_runner import PREDICTION, RunButton
 from ._live_layers import INSTANCES_SUFFIX
 from ._proofread import keep_user_edits, track, watch_edits, write_prediction
+from ._shown_negatives import user_clicks
 from ._util import layer_named
 
 PREDICT_TEXT = "Predict"
@@ -35,9 +36,10 @@ class PredictSection(QWidget):
     failed = Signal(str)
     progress = Signal(int, int, str)
 
-    def __init__(self, viewer, inputs, state, jobs, parent: QWidget | None = None):
+    def __init__(self, viewer, inputs, state, jobs, negatives=None, parent: QWidget | None = None):
         super().__init__(parent)
         self.viewer, self.inputs, self.state, self.jobs = viewer, inputs, state, jobs
+        self.negatives = negatives  # the "not mitochondria" clicks (_suggest_ui.SuggestSection), or None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.flips_check = QCheckBox("Flip averaging (4x slower, smoother)")
@@ -157,6 +159,7 @@ class PredictSection(QWidget):
         }
         if job.get("adaptation"):
             provenance["adaptation"] = job["adaptation"]
+        left_out = self._leave_out_negated(job, result.labels)
         keep_user_edits(self.viewer, name, result.labels.shape)  # edits that cannot be merged move aside
         layer = layer_named(self.viewer, name)
         kept = 0
@@ -178,8 +181,20 @@ class PredictSection(QWidget):
         which = " with the adapted model" if job.get("adaptation") else ""
         kept_text = (f" Your {kept} corrected object(s) were kept as you left them (Forget corrections lets the "
                      "next prediction replace them)." if kept else "")
+        neg_text = (f" {left_out} object(s) under your 'not mitochondria' clicks left out." if left_out else "")
         self.status.emit(f"{result.n_instances} instances in {job['image_name']!r}{which} ({result.seconds:.1f} s, "
-                         f"{result.device}).{kept_text}")
+                         f"{result.device}).{kept_text}{neg_text}")
+
+    def _leave_out_negated(self, job: dict, labels: np.ndarray) -> int:
+        """Drop from a whole prediction (in place) the objects under the image's negative clicks (the
+        user's word holds in what is shown, _shown_negatives); returns how many."""
+        from .core.adapt.negatives import drop_negated
+
+        image = layer_named(self.viewer, job["image_name"])
+        if image is None or self.negatives is None:
+            return 0
+        neg, pos = user_clicks(self.inputs, self.negatives, image, labels.shape)
+        return drop_negated(labels, neg, pos, linked=job["link_3d"])[0] if len(neg) else 0
 
     # ------------------------------------------------------------ larger than memory
     def predict_to_zarr(self, output: str | Path | None = None):

@@ -7,7 +7,8 @@ check by default: the model of that prediction segments the mirrored image once 
 objects whose probability changes rank first. "Next suggestion" moves the view to the next one and selects it;
 "Keep as mitochondrion" / "Not a mitochondrion" move it into the centres or the negative layer. All of it
 works while an adaptation runs: the running adaptation takes the clicks up at its next round. Signals:
-``negatives_changed()``, ``suggested(layer)`` (the suggestions are in), ``status(str)``, ``failed(str)``.
+``negatives_changed()``, ``labels_updated(str)`` (a negative click took an object out of that instances layer,
+_shown_negatives), ``suggested(layer)`` (the suggestions are in), ``status(str)``, ``failed(str)``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QPush
 from ._inputs_ui import points_layer_on
 from ._jobs import alive_only
 from ._live_layers import INSTANCES_SUFFIX
+from ._shown_negatives import leave_out_in_layer, user_clicks
 from ._util import layer_named, points_in_image_coords, same_layer
 
 NEGATIVE_SUFFIX = " not mitochondria"
@@ -29,6 +31,7 @@ class SuggestSection(QGroupBox):
     """'Not mitochondria' clicks, suggested clicks and the buttons that answer them."""
 
     negatives_changed = Signal()
+    labels_updated = Signal(str)
     suggested = Signal(object)
     status = Signal(str)
     failed = Signal(str)
@@ -118,7 +121,22 @@ class SuggestSection(QGroupBox):
         self.negatives_changed.emit()
 
     def _on_negatives_edited(self, *_args) -> None:
+        self._leave_out_negated()
         self.negatives_changed.emit()
+
+    def _leave_out_negated(self) -> None:
+        """A new negative click takes the object under it out of the image's shown instances at once."""
+        from napari.layers import Labels
+
+        image = self.inputs.image_layer
+        layer = self._layer(INSTANCES_SUFFIX, image) if image is not None else None
+        if not isinstance(layer, Labels) or np.shape(layer.data) != np.shape(image.data):
+            return
+        neg, pos = user_clicks(self.inputs, self, image, np.shape(image.data))
+        n = leave_out_in_layer(layer, neg, pos, bool(layer.metadata.get("mito_wda", {}).get("link_3d", False)))
+        if n:
+            self.labels_updated.emit(layer.name)
+            self.status.emit(f"{n} object(s) under your 'not mitochondria' clicks left out of {layer.name!r}.")
 
     def negatives_in_image_coords(self, image) -> list[list[float]]:
         return points_in_image_coords(self._layer(NEGATIVE_SUFFIX, image), image)

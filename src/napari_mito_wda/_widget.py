@@ -59,8 +59,8 @@ class MitoWidget(QWidget):
         self.jobs = JobRunner(self)  # closing napari (deleting this widget) stops its running job
         self.inputs = InputsSection(napari_viewer)
         self.model_section = ModelSection(self.model_state, self.jobs)
-        self.predictor = PredictSection(napari_viewer, self.inputs, self.model_state, self.jobs)
         self.annotator = SuggestSection(napari_viewer, self.inputs)
+        self.predictor = PredictSection(napari_viewer, self.inputs, self.model_state, self.jobs, self.annotator)
         self.adapter = AdaptSection(napari_viewer, self.inputs, self.model_state, self.jobs, self.annotator)
         self.exporter = ExportSection(napari_viewer, self.inputs, self.model_state)
         self.scorer = ScoreSection(napari_viewer)
@@ -98,6 +98,7 @@ class MitoWidget(QWidget):
         self.adapter.labels_updated.connect(self.scorer.on_labels_updated)
         self.adapter.adapted.connect(self._predict_after_adapting)
         self.model_section.preset_minutes.connect(self.adapter.set_preset_minutes)
+        self.annotator.labels_updated.connect(self.scorer.on_labels_updated)
 
     def _predict_after_adapting(self, image_name: str) -> None:
         """The adapted model segments every slice of its image once the adaptation's worker is done."""

@@ -17,7 +17,14 @@ from pathlib import Path
 
 # The module docstring is the --help text; the commands that adapt a model are in _cli_adapt.py.
 from ._cli_adapt import cmd_adapt, cmd_demo
-from ._cli_common import add_pixel_size, check_output, check_pixel_size_flag, model_and_device, pixel_size_for
+from ._cli_common import (
+    add_pixel_size,
+    check_output,
+    check_pixel_size_flag,
+    model_and_device,
+    pixel_size_for,
+    read_clicks,
+)
 from ._cli_progress import Progress
 from ._cli_suggest import add_parser as add_suggest_parser
 
@@ -58,6 +65,9 @@ def _check_predict_options(args, chunked: bool) -> None:
         pick_device(args.device, args.precision)
     if not chunked:
         return
+    if args.negative_points or args.points:
+        raise InputError("--negative-points and --points act on TIFF predictions held in memory, not on chunked "
+                         "runs: predict a TIFF crop, or leave the clicks out.")
     for flag, value, low in (("--instance-halo", args.instance_halo, 0), ("--workers", args.workers, 1),
                              ("--threads-per-worker", args.threads_per_worker, 1),
                              ("--torch-threads", args.torch_threads, 1)):
@@ -149,6 +159,7 @@ def cmd_predict_chunked(args) -> int:
 
 def cmd_predict(args) -> int:
     from . import read_volume, segment_volume, write_labels_tiff
+    from .core.adapt.negatives import drop_negated
     from .core.data import file_sha256
     from .core.data.provenance import provenance
     from .core.engine.orthoplanes import CHOICES
@@ -160,6 +171,8 @@ def cmd_predict(args) -> int:
     check_output(out, (".tif", ".tiff"), "instances", args.overwrite)
     _check_predict_options(args, chunked=False)
     vol = read_volume(args.image)
+    negatives = read_clicks(args.negative_points, vol.data.shape, "--negative-points")
+    positives = read_clicks(args.points, vol.data.shape)
     loaded, dev = model_and_device(args)
     print(f"{vol.path}: {vol.data.shape} {vol.data.dtype}; model {loaded.path}; {dev.describe()}", file=sys.stderr)
     pixel_size, said = pixel_size_for(check_pixel_size_flag(args), vol.voxel_size, loaded.pixel_size_nm)
@@ -172,7 +185,13 @@ def cmd_predict(args) -> int:
         flips=args.flips, link_3d=args.link_3d, threshold=args.threshold, min_size=args.min_size,
         pixel_size=pixel_size, orthoplanes=orthoplanes, voxel_size=vol.voxel_size,
     )
-    meta = provenance() | {
+    left_out = {}
+    if negatives is not None:  # the user's "not this" holds in the written instances (_shown_negatives)
+        dropped, spared, _ = drop_negated(seg.labels, negatives, positives, linked=args.link_3d)
+        left_out = {"negative_points": str(args.negative_points), "left_out_by_negative_clicks": dropped}
+        print(f"{dropped} object(s) under the {len(negatives)} negative clicks left out"
+              + (f", {spared} spared by a positive click (--points) on them" if spared else ""), file=sys.stderr)
+    meta = provenance() | left_out | {
         "source_image": str(vol.path), "model": loaded.path, "model_sha256": file_sha256(loaded.path),
         "flips": args.flips, "orthoplanes": orthoplanes, "link_3d": args.link_3d, "threshold": args.threshold,
         "min_size": args.min_size,
@@ -245,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "stack is at most 4x 80 x 768 x 1024; --orthoplanes alone = on (docs/benchmarks.md: what "
                         "it gains)")
     p.add_argument("--3d", dest="link_3d", action="store_true", help="link 2D instances across slices into 3D ids")
+    p.add_argument("--negative-points", default=None, metavar="NEG.csv",
+                   help="'not mitochondria' clicks (napari Points CSV or .npy): the objects under them are left out "
+                        "of the output (with --3d, the whole 3D object), as the plugin leaves them out of its layer")
+    p.add_argument("--points", default=None, metavar="CLICKS.csv",
+                   help="with --negative-points: centre clicks; an object holding one stays (the positive wins)")
     p.add_argument("--threshold", type=float, default=0.5)
     p.add_argument("--min-size", type=int, default=64,
                    help="smallest instance kept, in pixels per slice at the model's pixel size (fewer on a coarser "

@@ -29,10 +29,10 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
                 "build_prototypes"],
     ".pseudo_labels": ["IPLResult", "instance_aware_pseudo_labels", "pixel_confidence_pseudo_labels",
                        "ratio_schedule", "budget_anchor", "spare_background_near"],
-    ".negatives": ["negative_region", "apply_negatives"],
+    ".negatives": ["negative_region", "apply_negatives", "drop_negated"],
     ".corrections": ["Corrections", "corrections_from_edit", "keep_corrections", "slice_diff", "working_corrections",
                      "apply_corrections"],
     ".suggest": ["Suggestions", "suggest_points"],
     ".live": ["SlicePreview", "TRUSTED_MITO", "UNSURE", "nearest_slices", "slice_preview", "preview_slices",
-              "current_preview"],
+              "current_preview", "leave_out_negated"],
 })

@@ -85,3 +85,21 @@ def current_preview(model, image_2d: np.ndarray, z: int, dev=None, with_maps: bo
     finally:
         model.train(was_training)
     return slice_preview(z, prob, heat, with_maps=with_maps, **instance_kw)
+
+
+def leave_out_negated(previews: list[SlicePreview], negatives=None, positives=None) -> int:
+    """Drop from each preview (in place) the objects under the negative clicks of its slice, a positive
+    click of that slice on one sparing it (negatives.drop_negated); clicks are image voxels (z, y, x).
+    Returns how many objects were left out."""
+    from .negatives import drop_negated
+
+    def of_slice(pts, z: int) -> np.ndarray:
+        pts = np.zeros((0, 3)) if pts is None else np.asarray(pts, np.float64).reshape(-1, 3)
+        return pts[np.floor(pts[:, 0] + 0.5) == z][:, 1:]
+
+    n = 0
+    for p in previews:
+        neg = of_slice(negatives, p.z)
+        if len(neg):
+            n += drop_negated(p.labels, neg, of_slice(positives, p.z))[0]
+    return n
