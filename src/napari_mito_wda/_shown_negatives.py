@@ -50,10 +50,13 @@ def leave_out_in_layer(layer, negatives: np.ndarray, positives: np.ndarray, link
         return 0
     data = writable_data(layer)
     data3 = data[None] if data.ndim == 2 else data
+    corrected: dict[int, np.ndarray] = {}  # per slice, once: the ids of the objects the user corrected
     keep = []
     for z, y, x in np.floor(negatives + 0.5).astype(int):
         on = data3[z, y, x]
-        keep.append(on == 0 or on not in slice_diff(ref[z], data3[z]).mito_ids)
+        if on and z not in corrected:
+            corrected[z] = slice_diff(ref[z], data3[z]).mito_ids
+        keep.append(on == 0 or on not in corrected[z])
     dropped = drop_negated(data3, negatives[np.array(keep, bool)], positives, linked=linked, also=ref)[0]
     if dropped:
         layer.refresh()

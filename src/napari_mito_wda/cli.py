@@ -17,14 +17,7 @@ from pathlib import Path
 
 # The module docstring is the --help text; the commands that adapt a model are in _cli_adapt.py.
 from ._cli_adapt import cmd_adapt, cmd_demo
-from ._cli_common import (
-    add_pixel_size,
-    check_output,
-    check_pixel_size_flag,
-    model_and_device,
-    pixel_size_for,
-    read_clicks,
-)
+from ._cli_common import add_pixel_size, check_output, check_pixel_size_flag, model_and_device, pixel_size_for
 from ._cli_progress import Progress
 from ._cli_suggest import add_parser as add_suggest_parser
 
@@ -159,6 +152,7 @@ def cmd_predict_chunked(args) -> int:
 
 def cmd_predict(args) -> int:
     from . import read_volume, segment_volume, write_labels_tiff
+    from ._cli_common import read_clicks
     from .core.adapt.negatives import drop_negated
     from .core.data import file_sha256
     from .core.data.provenance import provenance
