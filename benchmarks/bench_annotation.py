@@ -105,6 +105,20 @@ def removal_now(points: list[tuple], image, loaded, dev, negatives=(), positives
     return learnt, [bool(shown[at[z], y, x] == 0) for z, y, x in points], rule
 
 
+def false_neighbours(points: list[tuple], labels, gt, reach: int = 1) -> list[tuple]:
+    """The same (y, x) of each negative click (z, y, x) on the slices within `reach` of its own, where the
+    prediction at click time has a false object there (< 10% of it on a true mitochondrion): a false object
+    goes on over nearby slices, where the user sees it again as they scroll and the rule does not reach."""
+    out = []
+    for z, y, x in points:
+        for zz in range(max(0, z - reach), min(len(labels), z + reach + 1)):
+            if zz != z and labels[zz, y, x] > 0:
+                obj = labels[zz] == labels[zz, y, x]
+                if (gt[zz][obj] > 0).mean() < 0.1:
+                    out.append((zz, y, x))
+    return out
+
+
 def gone_share(flags: list[bool]) -> float | None:
     """The share of True in `flags` (3 decimals), None when there are none."""
     return round(sum(flags) / len(flags), 3) if flags else None
@@ -202,6 +216,7 @@ def run(args, arm: str) -> None:
     answered = len(pos)  # every answer the user gave, a skipped suggestion too
     on_object: list[tuple] = []  # negative clicks that landed on a predicted object (a false object)
     shares: list[float] = []  # each such object's share on a true mitochondrion, at click time
+    near: list[tuple] = []  # the same places on the next slices, where a false object lay at click time
     rng = np.random.default_rng(args.seed)
     # settings of the resumed adaptations (every round after the first) that the flags override
     resumed = {k: v for k, v in (("stage1_rounds", args.resumed_stage1), ("lr", args.resumed_lr)) if v is not None}
@@ -223,6 +238,7 @@ def run(args, arm: str) -> None:
         m = evaluate_volume(segment_volume(test, loaded, dev).labels, test_gt, per_slice=False)
         whole = orthoplane_scores(test_all, test_gt_all, loaded, dev) if args.orthoplane_check else {}
         gone, shown, rule = removal_now(on_object, train, loaded, dev, neg, pos, train_gt)
+        near_gone = removal_now(near, train, loaded, dev)[0]
         row = {"arm": arm, "round": r, "n_pos": len(pos), "n_neg": len(neg), "answered": answered,
                "dice": m["dice"], "aji": m["aji"], "judge": judged,
                "n_false_clicked": len(on_object), "false_removed": gone_share(gone),
@@ -231,6 +247,7 @@ def run(args, arm: str) -> None:
                "clicked_true_shares": shares, "clicked_gone": gone,
                # the same clicks in the shown instances, where the rule drops the objects under negative clicks
                "shown_removed": gone_share(shown), "clicked_shown_gone": shown, **rule,
+               "n_near_false": len(near), "near_removed": gone_share(near_gone),  # the next slices, learnt only
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
                "schedule": args.schedule,
@@ -267,6 +284,7 @@ def run(args, arm: str) -> None:
                 hit = [c for c in q if seg.labels[c] > 0]
                 on_object += hit
                 shares += true_shares(hit, seg.labels, train_gt)
+                near += false_neighbours(hit, seg.labels, train_gt)
                 neg = neg + q
         else:  # the same number of answers, on random objects of random slices
             more = simulate_clicks(train_gt, slices=rng.choice(len(train), 5, replace=False), max_total=n,
@@ -401,6 +419,8 @@ def render_curve(rows: list[dict]) -> None:
             gone += f"; false objects: {r['removed_false_obj']:.0%} of {r['n_false_obj']}"
         if r.get("shown_removed") is not None:  # runs that record the instances shown with the rule
             gone += f"; shown: {r['shown_removed']:.0%}, {r['rule_true_lost']:.2%} of true px lost"
+        if r.get("near_removed") is not None:
+            gone += f"; next slices: {r['near_removed']:.0%} of {r['n_near_false']}"
         return f"{r['dice']:.3f} ({r['n_pos']}+/{r['n_neg']}-{gone})"
 
     table = markdown_table(["arm"] + [f"{t} clicks" for t in totals],
@@ -441,7 +461,9 @@ answered click in both suggested arms; "positive answers only" skips it, as a us
 suggestions that are mitochondria. "shown" (runs from session 25): the same share in the instances the user is
 shown, where the objects under the negative clicks are left out by rule (`drop_negated`, unless a positive
 click lies on the object), and the share of the true mitochondrion pixels of those slices that the rule
-dropped with them. Seed 0 unless the arm names another. The negative-crop rows marked "joined
+dropped with them; "next slices": the same places on the slices either side, where a false object lay at click
+time, with no object there after the round (learnt only: the rule acts on the clicked slice).
+Seed 0 unless the arm names another. The negative-crop rows marked "joined
 loss" (before 0ff83e1) or "own loss" (cross-entropy + Dice, 0ff83e1) were measured with a loss since replaced: their
 commands now run the negative crops' own cross-entropy (9ef730c on).
 
