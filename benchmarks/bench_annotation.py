@@ -105,17 +105,17 @@ def removal_now(points: list[tuple], image, loaded, dev, negatives=(), positives
     return learnt, [bool(shown[at[z], y, x] == 0) for z, y, x in points], rule
 
 
-def false_neighbours(points: list[tuple], labels, gt, reach: int = 1) -> list[tuple]:
+def neighbours(points: list[tuple], labels, gt, reach: int = 1) -> list[tuple[tuple, float]]:
     """The same (y, x) of each negative click (z, y, x) on the slices within `reach` of its own, where the
-    prediction at click time has a false object there (< 10% of it on a true mitochondrion): a false object
-    goes on over nearby slices, where the user sees it again as they scroll and the rule does not reach."""
+    prediction at click time has an object: (place, that object's share on a true mitochondrion). A false
+    object goes on over nearby slices, where the user sees it again as they scroll and the rule does not
+    reach; the shares say how often a rule that dropped the object at the same place there would be wrong."""
     out = []
     for z, y, x in points:
         for zz in range(max(0, z - reach), min(len(labels), z + reach + 1)):
             if zz != z and labels[zz, y, x] > 0:
                 obj = labels[zz] == labels[zz, y, x]
-                if (gt[zz][obj] > 0).mean() < 0.1:
-                    out.append((zz, y, x))
+                out.append(((zz, y, x), round(float((gt[zz][obj] > 0).mean()), 3)))
     return out
 
 
@@ -217,6 +217,7 @@ def run(args, arm: str) -> None:
     on_object: list[tuple] = []  # negative clicks that landed on a predicted object (a false object)
     shares: list[float] = []  # each such object's share on a true mitochondrion, at click time
     near: list[tuple] = []  # the same places on the next slices, where a false object lay at click time
+    near_shares: list[float] = []  # the true share of every object at those places, false or not
     rng = np.random.default_rng(args.seed)
     # settings of the resumed adaptations (every round after the first) that the flags override
     resumed = {k: v for k, v in (("stage1_rounds", args.resumed_stage1), ("lr", args.resumed_lr)) if v is not None}
@@ -248,6 +249,7 @@ def run(args, arm: str) -> None:
                # the same clicks in the shown instances, where the rule drops the objects under negative clicks
                "shown_removed": gone_share(shown), "clicked_shown_gone": shown, **rule,
                "n_near_false": len(near), "near_removed": gone_share(near_gone),  # the next slices, learnt only
+               "near_true_shares": near_shares,
                "seconds": round(time.perf_counter() - t0, 1), "iters": args.iters, "n": args.n, "seed": args.seed,
                "rounds": len(totals) - 1, "start_clicks": totals[0], "test_slices": args.test_slices,
                "schedule": args.schedule,
@@ -284,7 +286,9 @@ def run(args, arm: str) -> None:
                 hit = [c for c in q if seg.labels[c] > 0]
                 on_object += hit
                 shares += true_shares(hit, seg.labels, train_gt)
-                near += false_neighbours(hit, seg.labels, train_gt)
+                found = neighbours(hit, seg.labels, train_gt)
+                near += [c for c, share in found if share < 0.1]
+                near_shares += [share for _, share in found]
                 neg = neg + q
         else:  # the same number of answers, on random objects of random slices
             more = simulate_clicks(train_gt, slices=rng.choice(len(train), 5, replace=False), max_total=n,
