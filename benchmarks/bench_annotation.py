@@ -110,13 +110,9 @@ def neighbours(points: list[tuple], labels, gt, reach: int = 1) -> list[tuple[tu
     prediction at click time has an object: (place, that object's share on a true mitochondrion). A false
     object goes on over nearby slices, where the user sees it again as they scroll and the rule does not
     reach; the shares say how often a rule that dropped the object at the same place there would be wrong."""
-    out = []
-    for z, y, x in points:
-        for zz in range(max(0, z - reach), min(len(labels), z + reach + 1)):
-            if zz != z and labels[zz, y, x] > 0:
-                obj = labels[zz] == labels[zz, y, x]
-                out.append(((zz, y, x), round(float((gt[zz][obj] > 0).mean()), 3)))
-    return out
+    places = [(zz, y, x) for z, y, x in points for zz in range(max(0, z - reach), min(len(labels), z + reach + 1))
+              if zz != z and labels[zz, y, x] > 0]
+    return list(zip(places, true_shares(places, labels, gt)))
 
 
 def gone_share(flags: list[bool]) -> float | None:
